@@ -1,0 +1,129 @@
+"""The aiohttp application: factory, shared state and resource lifecycles.
+
+`create_app(config)` builds the app; its state lives in one `Service` under a typed AppKey. The model and
+the cache are opened in a cleanup context; a model that cannot be loaded leaves the service up (health,
+stats, dashboard) with /readyz and every frame answering 503 and saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .config import Config
+from .device import DeviceMonitor, DeviceReading
+from .errors import ShelfSenseError
+from .footage import RecordingWriter
+from .metrics import Metrics
+from .recognizer import Recognizer
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    config: Config
+    stats: Stats
+    metrics: Metrics
+    monitor: DeviceMonitor
+    recognizer: Recognizer | None = None
+    model_error: str | None = "model not loaded yet"
+    device: DeviceReading | None = None
+    recorder: RecordingWriter | None = None
+    record_thread: ThreadPoolExecutor | None = None  # the writer is not thread-safe: one thread, in order
+    pending_frames: int = 0
+    frame_numbers: dict[str, int] = field(default_factory=dict)
+
+    def next_frame_number(self, camera: str) -> int:
+        self.frame_numbers[camera] = self.frame_numbers.get(camera, 0) + 1
+        return self.frame_numbers[camera]
+
+
+SERVICE = web.AppKey("service", Service)
+
+
+def create_app(config: Config) -> web.Application:
+    from .handlers import error_middleware, setup_routes
+
+    # aiohttp refuses bodies over client_max_size itself; the handler turns that into our JSON 413.
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[error_middleware])
+    app[SERVICE] = Service(
+        config=config,
+        stats=Stats(window_s=config.server.stats_window_s),
+        metrics=Metrics(),
+        monitor=DeviceMonitor(config.telemetry.sysfs_root, config.telemetry.vcgencmd),
+    )
+    app.cleanup_ctx.append(_recognizer_ctx)
+    app.cleanup_ctx.append(_telemetry_ctx)
+    if config.record.enabled:
+        app.cleanup_ctx.append(_recorder_ctx)
+    setup_routes(app)
+    return app
+
+
+async def _recognizer_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE]
+    try:
+        service.recognizer = await Recognizer.create(service.config)
+        service.model_error = None
+        spec = service.recognizer.pool.spec
+        log.info("model %s (%s) on %s", spec.name, spec.sha256[:12], service.recognizer.pool.backend)
+    except ShelfSenseError as exc:
+        service.model_error = str(exc)
+        log.error("model not loaded, frames will be refused until it is fixed: %s", exc)
+    recognizer = service.recognizer
+    if recognizer is not None:
+        cache = recognizer.cache
+        service.metrics.bind_gauges(
+            queue_depth=lambda: recognizer.pool.pending,
+            entries_memory=lambda: cache.entries_memory if cache else 0,
+            entries_disk=lambda: cache.entries_disk if cache else 0,
+        )
+    yield
+    if recognizer is not None:
+        service.recognizer = None
+        service.model_error = "shutting down"
+        await recognizer.close()
+
+
+async def _telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Read the device every few seconds in a thread; frames and stats use the last reading, never wait."""
+    service = app[SERVICE]
+    loop = asyncio.get_running_loop()
+
+    async def poll() -> None:
+        while True:
+            try:
+                reading = await loop.run_in_executor(None, service.monitor.read)
+            except Exception:  # noqa: BLE001 - telemetry must never take the service down
+                log.exception("device telemetry read failed")
+            else:
+                service.device = reading
+                throttled_now = any(reading.throttled["now"].values()) if reading.throttled else None
+                service.metrics.set_device(reading.temperature_c, throttled_now)
+            await asyncio.sleep(service.config.telemetry.interval_s)
+
+    task = asyncio.create_task(poll(), name="shelfsense-telemetry")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE]
+    rec = service.config.record
+    service.record_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfsense-record")
+    service.recorder = RecordingWriter(rec.folder, max_bytes=rec.max_bytes, cameras=rec.cameras or None)
+    log.info("recording incoming frames to %s", rec.folder)
+    yield
+    recorder, service.recorder = service.recorder, None
+    await asyncio.get_running_loop().run_in_executor(service.record_thread, recorder.close)
+    service.record_thread.shutdown(wait=True)

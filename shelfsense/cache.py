@@ -1,0 +1,235 @@
+"""Two-tier result cache: an in-memory LRU in front of a persistent diskcache store.
+
+Both tiers are looked up by perceptual key: the nearest stored key within `max_distance` bits whose colour
+signature also matches. A memory miss that the disk holds is promoted to memory. Disk entries are namespaced
+by the model file's SHA-256 and the hash algorithm, so a new model never serves an old model's answers.
+
+diskcache is synchronous (SQLite), so the disk tier runs on one dedicated thread: its operations are
+serialised in submission order, which also means `close()` runs after every write queued before it.
+A disk cache that cannot be opened or fails later degrades to memory-only with a logged warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import diskcache
+
+from .hashing import PerceptualKey
+from .index import HammingIndex
+from .runtime import Prediction
+
+log = logging.getLogger(__name__)
+
+ColourMatch = Callable[[bytes, bytes], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    prediction: Prediction
+    tier: str  # "memory" | "disk"
+    distance: int
+
+
+class _KeyedStore:
+    """Entries by id plus a Hamming index over their keys: the lookup shared by both tiers."""
+
+    def __init__(self, max_distance: int, colour_match: ColourMatch) -> None:
+        self.max_distance = max_distance
+        self.colour_match = colour_match
+        self.index = HammingIndex(max_distance)
+        self.keys: dict[int, PerceptualKey] = {}
+        self.ids: dict[PerceptualKey, int] = {}
+        self._next_id = 0
+
+    def nearest(self, key: PerceptualKey) -> list[tuple[int, int]]:
+        """(distance, id) of stored keys within radius whose colour matches, nearest first."""
+        return [
+            (d, i) for d, i in self.index.search(key.bits) if self.colour_match(self.keys[i].colour, key.colour)
+        ]
+
+    def add(self, key: PerceptualKey) -> int:
+        if key in self.ids:
+            return self.ids[key]
+        item_id = self._next_id
+        self._next_id += 1
+        self.keys[item_id] = key
+        self.ids[key] = item_id
+        self.index.add(key.bits, item_id)
+        return item_id
+
+    def discard(self, item_id: int) -> None:
+        key = self.keys.pop(item_id, None)
+        if key is not None:
+            del self.ids[key]
+            self.index.remove(key.bits, item_id)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class MemoryTier:
+    """Bounded LRU of predictions by perceptual key. Used from the event loop thread only."""
+
+    def __init__(self, max_entries: int, max_distance: int, colour_match: ColourMatch) -> None:
+        self.max_entries = max_entries
+        self._store = _KeyedStore(max_distance, colour_match)
+        self._values: OrderedDict[int, Prediction] = OrderedDict()
+
+    def lookup(self, key: PerceptualKey) -> tuple[Prediction, int] | None:
+        for distance, item_id in self._store.nearest(key):
+            self._values.move_to_end(item_id)
+            return self._values[item_id], distance
+        return None
+
+    def put(self, key: PerceptualKey, prediction: Prediction) -> None:
+        item_id = self._store.add(key)
+        self._values[item_id] = prediction
+        self._values.move_to_end(item_id)
+        while len(self._values) > self.max_entries:
+            old_id, _ = self._values.popitem(last=False)
+            self._store.discard(old_id)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class DiskTier:
+    """Persistent predictions in a diskcache.Cache; every method is blocking and runs on the disk thread."""
+
+    def __init__(
+        self, path: Path, size_limit: int, namespace: str, max_distance: int, colour_match: ColourMatch
+    ) -> None:
+        self.path = path
+        self.size_limit = size_limit
+        self.namespace = namespace
+        self._store = _KeyedStore(max_distance, colour_match)
+        self._cache: diskcache.Cache | None = None
+        self.error: str | None = "not opened"
+
+    @property
+    def available(self) -> bool:
+        return self._cache is not None
+
+    def _name(self, key: PerceptualKey) -> str:
+        return f"{self.namespace}:{key.bits:016x}:{key.colour.hex()}"
+
+    def open(self) -> None:
+        """Open the store and index this namespace's keys; on failure stay closed and say why."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            cache = diskcache.Cache(str(self.path), size_limit=self.size_limit)
+            prefix = self.namespace + ":"
+            for name in cache.iterkeys():
+                if isinstance(name, str) and name.startswith(prefix):
+                    _, bits, colour = name.split(":")
+                    self._store.add(PerceptualKey(int(bits, 16), bytes.fromhex(colour)))
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            self._fail("open", exc)
+            return
+        self._cache = cache
+        self.error = None
+        log.info("disk cache %s: %d entries for this model", self.path, len(self._store))
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        self.error = f"{what} failed: {type(exc).__name__}: {exc}"
+        log.warning("disk cache at %s unusable (%s); continuing with the memory cache only", self.path, self.error)
+        if self._cache is not None:
+            try:
+                self._cache.close()
+            except Exception:  # noqa: BLE001 - already failing; closing is best effort
+                pass
+        self._cache = None
+
+    def lookup(self, key: PerceptualKey) -> tuple[Prediction, int] | None:
+        if self._cache is None:
+            return None
+        try:
+            for distance, item_id in self._store.nearest(key):
+                prediction = self._cache.get(self._name(self._store.keys[item_id]))
+                if prediction is None:  # evicted by diskcache's size limit since we indexed it
+                    self._store.discard(item_id)
+                    continue
+                return prediction, distance
+        except (OSError, sqlite3.Error) as exc:
+            self._fail("read", exc)
+        return None
+
+    def put(self, key: PerceptualKey, prediction: Prediction) -> None:
+        if self._cache is None:
+            return
+        try:
+            self._cache.set(self._name(key), prediction)
+            self._store.add(key)
+        except (OSError, sqlite3.Error) as exc:
+            self._fail("write", exc)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+            self.error = "closed"
+
+    def __len__(self) -> int:
+        return len(self._store) if self._cache is not None else 0
+
+
+class ResultCache:
+    """Memory, then disk: `await lookup(key)` gives a Hit or None; `store(key, prediction)` fills both tiers."""
+
+    def __init__(self, memory: MemoryTier, disk: DiskTier | None = None) -> None:
+        self.memory = memory
+        self.disk = disk
+        self._disk_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfsense-disk")
+        self._writes: set[asyncio.Future] = set()
+
+    async def open(self) -> None:
+        if self.disk is not None:
+            await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.open)
+
+    def lookup_memory(self, key: PerceptualKey) -> Hit | None:
+        found = self.memory.lookup(key)
+        return Hit(found[0], "memory", found[1]) if found else None
+
+    async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
+        if self.disk is None or not self.disk.available:
+            return None
+        found = await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.lookup, key)
+        if found is None:
+            return None
+        self.memory.put(key, found[0])
+        return Hit(found[0], "disk", found[1])
+
+    async def lookup(self, key: PerceptualKey) -> Hit | None:
+        return self.lookup_memory(key) or await self.lookup_disk(key)
+
+    def store(self, key: PerceptualKey, prediction: Prediction) -> None:
+        """Memory now; the disk write is queued on the disk thread and not awaited (off the frame's path)."""
+        self.memory.put(key, prediction)
+        if self.disk is not None and self.disk.available:
+            future = asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.put, key, prediction)
+            self._writes.add(future)
+            future.add_done_callback(self._writes.discard)
+
+    @property
+    def entries_memory(self) -> int:
+        return len(self.memory)
+
+    @property
+    def entries_disk(self) -> int:
+        return len(self.disk) if self.disk is not None else 0
+
+    async def close(self) -> None:
+        """Finish queued disk writes, then close the store."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self.disk is not None:
+            await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.close)
+        self._disk_thread.shutdown(wait=True)

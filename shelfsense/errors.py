@@ -1,0 +1,68 @@
+"""Exceptions raised by ShelfSense, each carrying the HTTP status and error code the web layer answers with.
+
+    ShelfSenseError
+    ├── ConfigError          configuration file or value is wrong (startup)
+    ├── ModelError           model file missing, unreadable or of an unsupported shape
+    ├── BadImageError        400: body is not a decodable image
+    ├── UnsupportedMediaError 415: content type we do not take
+    ├── PayloadTooLargeError 413: body over server.max_body_bytes
+    ├── UnknownCameraError   404: camera id not configured
+    ├── AuthError            401/403: camera or read token missing or wrong
+    └── OverloadedError      503: inference queue full, retry later
+"""
+
+from __future__ import annotations
+
+
+class ShelfSenseError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+
+class ConfigError(ShelfSenseError):
+    code = "config_error"
+
+
+class ModelError(ShelfSenseError):
+    status = 503
+    code = "model_error"
+
+
+class BadImageError(ShelfSenseError):
+    status = 400
+    code = "bad_image"
+
+
+class UnsupportedMediaError(ShelfSenseError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLargeError(ShelfSenseError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnknownCameraError(ShelfSenseError):
+    status = 404
+    code = "unknown_camera"
+
+
+class AuthError(ShelfSenseError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, detail: str, *, forbidden: bool = False) -> None:
+        super().__init__(detail)
+        if forbidden:
+            self.status = 403
+            self.code = "forbidden"
+
+
+class OverloadedError(ShelfSenseError):
+    status = 503
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,221 @@
+"""HTTP handlers and routes: camera frames in, stats, metrics, dashboard and health out.
+
+Every error leaves as JSON `{"error": code, "detail": sentence}` through `error_middleware`, which also
+counts it; the service keeps serving after each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from aiohttp import web
+
+from .app import SERVICE, Service
+from .errors import (
+    AuthError,
+    BadImageError,
+    ModelError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ShelfSenseError,
+    UnsupportedMediaError,
+)
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("image/jpeg", "image/png")
+CAMERA_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    try:
+        return await handler(request)
+    except ShelfSenseError as exc:
+        service.stats.record_error(exc.code)
+        service.metrics.record_error(exc.code)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
+        if exc.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+        return error_response(exc.status, exc.code, str(exc), headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        service.stats.record_error(code)
+        service.metrics.record_error(code)
+        if exc.status == 404:
+            detail = f"No such endpoint: {request.method} {request.path}"
+        elif exc.status == 405:
+            detail = f"{request.method} is not allowed on {request.path} (allowed: {exc.headers.get('Allow', '')})"
+        else:
+            detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+
+
+def _token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-ShelfSense-Token") or request.query.get("token")
+
+
+def _check_token(request: web.Request, expected: str, what: str) -> None:
+    if not expected:
+        return
+    given = _token(request)
+    if given is None:
+        raise AuthError(f"{what} needs a token: send 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthError(f"The token given for {what} is not valid", forbidden=True)
+
+
+async def _read_image(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLargeError(
+            f"Frame of {request.content_length} bytes is over server.max_body_bytes ({max_bytes} bytes)"
+        )
+    ctype = request.content_type
+    try:
+        if ctype in IMAGE_TYPES:
+            return await request.read()
+        if ctype == "multipart/form-data":
+            reader = await request.multipart()
+            async for part in reader:
+                if getattr(part, "name", None) == "frame":
+                    return bytes(await part.read())
+            raise BadImageError("multipart/form-data body has no field named 'frame'")
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)") from None
+    raise UnsupportedMediaError(
+        f"Content-Type '{ctype}' is not supported: send image/jpeg, image/png or multipart/form-data with a 'frame' field"
+    )
+
+
+async def post_frame(request: web.Request) -> web.Response:
+    service: Service = request.app[SERVICE]
+    camera_id = request.match_info["camera"]
+    if not CAMERA_ID.match(camera_id):
+        raise BadImageError(f"Camera id '{camera_id[:80]}' is not valid: use 1-64 of A-Z a-z 0-9 _ . -")
+    recognizer = service.recognizer
+    if recognizer is None:
+        raise ModelError(f"Not ready: {service.model_error}")
+    camera = recognizer.camera(camera_id)  # 404 before reading a body we would not use
+    _check_token(request, camera.token, f"camera '{camera_id}'")
+    if service.pending_frames >= service.config.server.max_pending_frames:
+        raise OverloadedError(f"{service.pending_frames} frames are already being processed; retry shortly")
+    service.pending_frames += 1
+    try:
+        t0 = time.perf_counter()
+        image = await _read_image(request, service.config.server.max_body_bytes)
+        if service.recorder is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                service.record_thread, service.recorder.write, camera_id, image, request.content_type
+            )
+        result = await recognizer.recognize(camera_id, image)
+    finally:
+        service.pending_frames -= 1
+    service.stats.record(result)
+    service.metrics.record(result)
+    return web.json_response(
+        {
+            "camera": camera_id,
+            "frame": service.next_frame_number(camera_id),
+            "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+            "model": recognizer.pool.spec.name,
+            "size": [result.width, result.height],
+            "timing_ms": result.timings(),
+            "slots": [s.as_dict() for s in result.slots],
+        }
+    )
+
+
+def stats_payload(service: Service) -> dict:
+    payload = service.stats.snapshot()
+    recognizer = service.recognizer
+    cache = recognizer.cache if recognizer else None
+    payload["cache"].update(
+        enabled=cache is not None,
+        entries_memory=cache.entries_memory if cache else 0,
+        entries_disk=cache.entries_disk if cache else 0,
+        disk_available=bool(cache and cache.disk and cache.disk.available),
+        disk_error=cache.disk.error if cache and cache.disk else None,
+        max_distance=service.config.cache.max_distance,
+    )
+    payload["queue_depth"] = recognizer.pool.pending if recognizer else 0
+    payload["frames_in_flight"] = service.pending_frames
+    if recognizer:
+        spec = recognizer.pool.spec
+        payload["model"] = {
+            "name": spec.name,
+            "sha256": spec.sha256,
+            "runtime": str(recognizer.pool.backend),
+            "labels": len(spec.labels),
+            "invokes": recognizer.pool.invokes,
+        }
+    else:
+        payload["model"] = {"name": None, "sha256": None, "runtime": None, "error": service.model_error}
+    payload["device"] = service.device.as_dict() if service.device else None
+    return payload
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _check_token(request, service.config.server.read_token, "stats")
+    return web.json_response(stats_payload(service))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _check_token(request, service.config.server.read_token, "metrics")
+    return web.Response(body=service.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _check_token(request, service.config.server.read_token, "the dashboard")
+    page = resources.files("shelfsense").joinpath("static/dashboard.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    recognizer = service.recognizer
+    if recognizer is None:
+        return error_response(503, "not_ready", f"Model not loaded: {service.model_error}")
+    cache = recognizer.cache
+    return web.json_response(
+        {
+            "status": "ready",
+            "model": recognizer.pool.spec.name,
+            "cache": "off" if cache is None else ("memory+disk" if cache.disk and cache.disk.available else "memory"),
+            "disk_error": cache.disk.error if cache and cache.disk and not cache.disk.available else None,
+        }
+    )
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/frames/{camera}", post_frame)
+    app.router.add_get("/v1/stats", get_stats)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", dashboard)

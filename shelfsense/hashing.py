@@ -1,0 +1,140 @@
+"""Perceptual key of a shelf-slot crop: a 64-bit imagehash-compatible hash plus a coarse colour signature.
+
+The hash finds "the same picture" under JPEG, sensor noise, small brightness changes and 1-2 px shifts, but
+it is computed on luminance only, so the same carton printed in red and in blue hashes alike. The colour
+signature (mean CIE Lab per cell of a coarse grid) separates those. The default tolerances were chosen by
+``bench/measure_distance.py``; the figures and the reasoning are in ``docs/distance.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import imagehash
+import numpy as np
+import scipy.fftpack
+from PIL import Image
+
+# Measured in docs/distance.md: largest colour distance seen between perturbed copies of one photo, with margin.
+DEFAULT_COLOUR_TOLERANCE = 10
+# The colour signature is the mean Lab colour of each cell of a GRID x GRID partition of the crop.
+COLOUR_GRID = 3
+# Brightness moves L much more than a*/b*; a half weight keeps +-10 % exposure changes inside the tolerance
+# while a black and a white carton of the same design still differ.
+L_WEIGHT = 0.5
+
+_LANCZOS = Image.Resampling.LANCZOS
+
+
+@dataclass(frozen=True, slots=True)
+class PerceptualKey:
+    bits: int  # 64-bit hash; bit order of int(str(imagehash_obj), 16), i.e. the first hash cell is the MSB
+    colour: bytes  # COLOUR_GRID**2 cells x (L, a, b) as OpenCV 8-bit Lab
+
+
+def _check_crop(crop_bgr: np.ndarray) -> np.ndarray:
+    if not isinstance(crop_bgr, np.ndarray) or crop_bgr.dtype != np.uint8:
+        raise ValueError(f"crop must be a uint8 numpy array, got {type(crop_bgr).__name__} "
+                         f"{getattr(crop_bgr, 'dtype', '')}")
+    if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.shape[0] == 0 or crop_bgr.shape[1] == 0:
+        raise ValueError(f"crop must be a non-empty HxWx3 BGR array, got shape {crop_bgr.shape}")
+    # Slot crops are usually views into the frame; PIL and OpenCV need contiguous rows.
+    return np.ascontiguousarray(crop_bgr)
+
+
+def _pil_rgb(crop_bgr: np.ndarray) -> Image.Image:
+    h, w = crop_bgr.shape[:2]
+    # The "BGR" raw mode swaps channels while PIL copies the buffer: one pass instead of cvtColor + fromarray.
+    return Image.frombuffer("RGB", (w, h), crop_bgr, "raw", "BGR", 0, 1)
+
+
+def _bits_of(bool_hash: np.ndarray) -> int:
+    # Same order as imagehash's hex string: row-major, first cell in the most significant bit.
+    return int.from_bytes(np.packbits(bool_hash.ravel()).tobytes(), "big")
+
+
+def phash_bits(crop_bgr: np.ndarray, hash_size: int = 8) -> int:
+    """imagehash.phash of the crop as an int, bit-identical to ``imagehash.phash(PIL RGB image)``.
+
+    The steps are imagehash's own (PIL 'L' conversion, LANCZOS resize to 4*hash_size, scipy.fftpack DCT,
+    median threshold) without its detour through an RGB PIL image; tests/test_hashing.py proves the parity.
+    """
+    if hash_size < 2:
+        raise ValueError(f"hash_size must be >= 2, got {hash_size}")
+    crop = _check_crop(crop_bgr)
+    size = hash_size * 4
+    grey = _pil_rgb(crop).convert("L").resize((size, size), _LANCZOS)
+    pixels = np.asarray(grey)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    low = dct[:hash_size, :hash_size]
+    return _bits_of(low > np.median(low))
+
+
+def _imagehash_algorithm(fn: Callable[..., imagehash.ImageHash]) -> Callable[[np.ndarray, int], int]:
+    def run(crop: np.ndarray, hash_size: int) -> int:
+        return _bits_of(fn(_pil_rgb(crop), hash_size=hash_size).hash)
+
+    return run
+
+
+_ALGORITHMS: dict[str, Callable[[np.ndarray, int], int]] = {
+    "phash": phash_bits,
+    "phash_simple": _imagehash_algorithm(imagehash.phash_simple),
+    "dhash": _imagehash_algorithm(imagehash.dhash),
+    "dhash_vertical": _imagehash_algorithm(imagehash.dhash_vertical),
+    "ahash": _imagehash_algorithm(imagehash.average_hash),
+    "whash": _imagehash_algorithm(imagehash.whash),
+}
+
+
+def colour_signature(crop_bgr: np.ndarray, grid: int = COLOUR_GRID) -> bytes:
+    """Mean OpenCV 8-bit Lab (L*255/100, a+128, b+128) of each cell of a grid x grid partition, row-major."""
+    crop = _check_crop(crop_bgr)
+    # INTER_AREA averages whole cells, so a 1-2 px shift or sensor noise barely moves the means.
+    cells = cv2.resize(crop, (grid, grid), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(cells, cv2.COLOR_BGR2Lab).tobytes()
+
+
+def colour_distance(a: bytes, b: bytes) -> float:
+    """Largest per-cell colour difference (Lab units, L at half weight); inf when the formats differ."""
+    if len(a) != len(b) or len(a) % 3:
+        return float("inf")
+    worst = 0.0
+    for i in range(0, len(a), 3):
+        # L is stored as L*255/100, a and b as Lab units + 128.
+        dl = (a[i] - b[i]) * (100.0 / 255.0) * L_WEIGHT
+        da = a[i + 1] - b[i + 1]
+        db = a[i + 2] - b[i + 2]
+        worst = max(worst, (dl * dl + da * da + db * db) ** 0.5)
+    return worst
+
+
+class Hasher:
+    """Computes the PerceptualKey of slot crops with one configured algorithm and colour tolerance."""
+
+    ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(_ALGORITHMS)
+
+    def __init__(self, algorithm: str = "phash", hash_size: int = 8,
+                 colour_tolerance: int = DEFAULT_COLOUR_TOLERANCE) -> None:
+        if algorithm not in _ALGORITHMS:
+            raise ValueError(f"unknown hash algorithm {algorithm!r}; expected one of {', '.join(self.ALGORITHMS)}")
+        # The Hamming index and the cache keys are 64-bit: other sizes would silently never match old entries.
+        if hash_size != 8:
+            raise ValueError(f"hash_size must be 8 (64-bit keys), got {hash_size!r}")
+        if isinstance(colour_tolerance, bool) or not isinstance(colour_tolerance, int) or colour_tolerance < 0:
+            raise ValueError(f"colour_tolerance must be a non-negative int, got {colour_tolerance!r}")
+        self.algorithm = algorithm
+        self.hash_size = hash_size
+        self.colour_tolerance = colour_tolerance
+        self._hash = _ALGORITHMS[algorithm]
+
+    def key(self, crop_bgr: np.ndarray) -> PerceptualKey:
+        crop = _check_crop(crop_bgr)
+        return PerceptualKey(bits=self._hash(crop, self.hash_size), colour=colour_signature(crop))
+
+    def colour_matches(self, a: bytes, b: bytes) -> bool:
+        """True when two colour signatures are the same product colour (every cell within the tolerance)."""
+        return colour_distance(a, b) <= self.colour_tolerance

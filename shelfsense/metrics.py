@@ -1,0 +1,68 @@
+"""Prometheus exposition of the service (GET /metrics), in a registry of the app's own, not the global one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .recognizer import FrameResult
+
+# Seconds. A Pi answers a fully cached frame in a few ms and a frame of misses in tens to hundreds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames = Counter("shelfsense_frames", "Frames recognised", ["camera"], registry=r)
+        self.slots = Counter("shelfsense_slot_results", "Slot results by cache tier", ["cache"], registry=r)
+        self.errors = Counter("shelfsense_errors", "Rejected requests by error kind", ["kind"], registry=r)
+        self.frame_latency = Histogram(
+            "shelfsense_frame_latency_seconds",
+            "Server-side frame latency by path (hit: every slot from cache; miss: at least one inference)",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "shelfsense_inference_seconds", "One slot inference", buckets=INFERENCE_BUCKETS, registry=r
+        )
+        self.temperature = Gauge("shelfsense_temperature_celsius", "Device (SoC) temperature", registry=r)
+        self.throttled = Gauge("shelfsense_throttled", "1 while the device is throttled or capped now", registry=r)
+        self.queue_depth = Gauge("shelfsense_queue_depth", "Slot inferences waiting or running", registry=r)
+        self.cache_entries = Gauge("shelfsense_cache_entries", "Entries in each cache tier", ["tier"], registry=r)
+
+    def record(self, result: FrameResult) -> None:
+        self.frames.labels(result.camera).inc()
+        for s in result.slots:
+            self.slots.labels(s.cache).inc()
+            if s.cache == "miss":
+                self.inference.observe(s.inference_ms / 1000.0)
+        self.frame_latency.labels("hit" if result.all_hits else "miss").observe(result.latency_ms / 1000.0)
+
+    def record_error(self, kind: str) -> None:
+        self.errors.labels(kind).inc()
+
+    def bind_gauges(
+        self,
+        queue_depth: Callable[[], float],
+        entries_memory: Callable[[], float],
+        entries_disk: Callable[[], float],
+    ) -> None:
+        """Gauges read live at scrape time rather than pushed on every frame."""
+        self.queue_depth.set_function(queue_depth)
+        self.cache_entries.labels("memory").set_function(entries_memory)
+        self.cache_entries.labels("disk").set_function(entries_disk)
+
+    def set_device(self, temperature_c: float | None, throttled_now: bool | None) -> None:
+        self.temperature.set(float("nan") if temperature_c is None else temperature_c)
+        self.throttled.set(float("nan") if throttled_now is None else float(throttled_now))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

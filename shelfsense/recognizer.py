@@ -1,0 +1,239 @@
+"""The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
+
+`Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
+the tests all go through it. Decoding, cropping and hashing run in an executor as one call per frame;
+cache lookups of all slots run concurrently; misses go through single flight to the inference pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .cache import DiskTier, MemoryTier, ResultCache
+from .coalesce import Coalescer
+from .config import Box, CameraConfig, Config
+from .errors import BadImageError, ConfigError, UnknownCameraError
+from .hashing import Hasher, PerceptualKey
+from .runtime import InferencePool, Prediction
+from .slots import crop, slot_boxes
+
+HIT_TIERS = ("memory", "disk")  # served without this frame waiting on an inference
+
+
+@dataclass(slots=True)
+class SlotResult:
+    slot: int
+    box: Box
+    label: str | None
+    score: float
+    cache: str  # "memory" | "disk" | "miss" | "coalesced"
+    distance: int | None
+    top_k: Prediction = field(default_factory=list)
+    lookup_ms: float = 0.0
+    inference_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "slot": self.slot,
+            "box": list(self.box),
+            "label": self.label,
+            "score": self.score,
+            "cache": self.cache,
+            "distance": self.distance,
+            "top_k": [{"label": label, "score": score} for label, score in self.top_k],
+        }
+
+
+@dataclass(slots=True)
+class FrameResult:
+    camera: str
+    width: int
+    height: int
+    slots: list[SlotResult]
+    decode_ms: float
+    hash_ms: float
+    lookup_ms: float
+    inference_ms: float
+    latency_ms: float
+
+    @property
+    def all_hits(self) -> bool:
+        return all(s.cache in HIT_TIERS for s in self.slots)
+
+    def timings(self) -> dict[str, float]:
+        return {
+            "decode": round(self.decode_ms, 3),
+            "hash": round(self.hash_ms, 3),
+            "lookup": round(self.lookup_ms, 3),
+            "inference": round(self.inference_ms, 3),
+            "total": round(self.latency_ms, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Prepared:
+    width: int
+    height: int
+    boxes: tuple[Box, ...]
+    crops: list[np.ndarray]
+    keys: list[PerceptualKey] | None
+    decode_ms: float
+    hash_ms: float
+
+
+class Recognizer:
+    """Frames in, per-slot product results out, repeated products served from the cache."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: InferencePool,
+        hasher: Hasher,
+        cache: ResultCache | None,
+        *,
+        prepare_threads: int = 2,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.hasher = hasher
+        self.cache = cache
+        self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
+        self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
+        self._whole_frame: dict[str, CameraConfig] = {}
+
+    @classmethod
+    async def create(cls, config: Config) -> Recognizer:
+        """Load the model (in a thread: it reads and hashes the file) and open the cache tiers."""
+        m = config.model
+        loop = asyncio.get_running_loop()
+        pool = await loop.run_in_executor(
+            None,
+            lambda: InferencePool(
+                m.path,
+                m.labels,
+                backend=m.runtime,
+                threads=m.threads,
+                interpreter_threads=m.interpreter_threads,
+                top_k=m.top_k,
+                queue_size=m.queue_size,
+            ),
+        )
+        c = config.cache
+        hasher = Hasher(c.hash, colour_tolerance=c.colour_tolerance)
+        cache = None
+        if c.enabled:
+            memory = MemoryTier(c.memory_entries, c.max_distance, hasher.colour_matches)
+            disk = None
+            if c.disk_path is not None:
+                namespace = f"{pool.spec.sha256[:16]}-{c.hash}"
+                disk = DiskTier(c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches)
+            cache = ResultCache(memory, disk)
+            await cache.open()
+        return cls(config, pool, hasher, cache)
+
+    async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
+        self.pool.close()
+        self._prepare.shutdown(wait=True)
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        camera = self.config.cameras.get(camera_id)
+        if camera is not None:
+            return camera
+        if not self.config.server.allow_unknown_cameras:
+            raise UnknownCameraError(
+                f"Camera '{camera_id}' is not configured (known: {', '.join(sorted(self.config.cameras)) or 'none'})"
+            )
+        return self._whole_frame.setdefault(camera_id, CameraConfig(id=camera_id))
+
+    async def recognize(self, camera_id: str, image: bytes) -> FrameResult:
+        t0 = time.perf_counter()
+        camera = self.camera(camera_id)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._prepare, self._decode_and_hash, camera, image)
+        if prepared.keys is None:  # cache off: every slot inferred
+            slots = await asyncio.gather(
+                *(self._infer(i, box, c) for i, (box, c) in enumerate(zip(prepared.boxes, prepared.crops, strict=True)))
+            )
+        else:
+            slots = await asyncio.gather(
+                *(
+                    self._resolve(i, box, c, key)
+                    for i, (box, c, key) in enumerate(zip(prepared.boxes, prepared.crops, prepared.keys, strict=True))
+                )
+            )
+        return FrameResult(
+            camera=camera_id,
+            width=prepared.width,
+            height=prepared.height,
+            slots=list(slots),
+            decode_ms=prepared.decode_ms,
+            hash_ms=prepared.hash_ms,
+            lookup_ms=sum(s.lookup_ms for s in slots),
+            inference_ms=sum(s.inference_ms for s in slots),
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+
+    def _decode_and_hash(self, camera: CameraConfig, image: bytes) -> _Prepared:
+        t0 = time.perf_counter()
+        if not image:
+            raise BadImageError("The frame is empty (0 bytes)")
+        frame = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise BadImageError(f"The frame ({len(image)} bytes) is not a decodable JPEG or PNG image")
+        t1 = time.perf_counter()
+        height, width = frame.shape[:2]
+        try:
+            boxes = slot_boxes(camera, width, height)
+        except ConfigError as exc:
+            raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
+        # Copies, so that a crop in the inference queue does not pin the whole frame in memory.
+        crops = [np.ascontiguousarray(crop(frame, box)) for box in boxes]
+        keys = [self.hasher.key(c) for c in crops] if self.cache is not None else None
+        t2 = time.perf_counter()
+        return _Prepared(width, height, boxes, crops, keys, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0)
+
+    async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
+        prediction, inference_ms = await self.pool.classify(crop_bgr)
+        return _slot_result(slot, box, prediction, "miss", None, 0.0, inference_ms)
+
+    async def _resolve(self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey) -> SlotResult:
+        assert self.cache is not None
+        t0 = time.perf_counter()
+        hit = self.cache.lookup_memory(key)
+        if hit is not None:
+            return _slot_result(slot, box, hit.prediction, "memory", hit.distance, _ms(t0), 0.0)
+
+        async def disk_or_infer() -> tuple[Prediction, str, int | None, float]:
+            found = await self.cache.lookup_disk(key)
+            if found is not None:
+                return found.prediction, "disk", found.distance, 0.0
+            prediction, inference_ms = await self.pool.classify(crop_bgr)
+            self.cache.store(key, prediction)
+            return prediction, "miss", None, inference_ms
+
+        # The flight covers the disk lookup too, so that followers arriving while the leader reads the
+        # disk do not start inferences of their own.
+        (prediction, tier, distance, inference_ms), shared = await self.coalescer.run(key, disk_or_infer)
+        lookup_ms = _ms(t0) - inference_ms
+        if shared:
+            return _slot_result(slot, box, prediction, "coalesced", distance, lookup_ms, 0.0)
+        return _slot_result(slot, box, prediction, tier, distance, lookup_ms, inference_ms)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _slot_result(
+    slot: int, box: Box, prediction: Prediction, tier: str, distance: int | None, lookup_ms: float, inference_ms: float
+) -> SlotResult:
+    label, score = prediction[0] if prediction else (None, 0.0)
+    return SlotResult(slot, box, label, score, tier, distance, prediction, lookup_ms, inference_ms)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from shelfsense.config import BUNDLED_CONFIG, BUNDLED_MODEL, Config, load_config, parse_config
+from shelfsense.errors import ConfigError
+from shelfsense.slots import slot_boxes
+
+
+def test_bundled_config_documents_every_default() -> None:
+    """config.toml states each setting with the value the code uses when a user's file leaves it out."""
+    bundled = load_config()
+    defaults = Config()
+    for section in ("server", "model", "cache", "telemetry", "record"):
+        assert getattr(bundled, section) == getattr(defaults, section), section
+    raw = tomllib.loads(BUNDLED_CONFIG.read_text())
+    for section in ("server", "model", "cache", "telemetry", "record"):
+        fields = {f.name for f in dataclasses.fields(getattr(defaults, section))}
+        assert set(raw[section]) == fields, f"[{section}] in config.toml must list every setting"
+
+
+def test_bundled_model_found_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().model.path == BUNDLED_MODEL
+    assert BUNDLED_MODEL.is_absolute()
+
+
+def test_user_file_states_only_what_it_changes(tmp_path: Path) -> None:
+    user = tmp_path / "site.toml"
+    user.write_text('[cache]\nmax_distance = 4\ndisk_path = "mycache"\n[cameras.a]\ngrid = { rows = 1, cols = 3 }\n')
+    config = load_config(user)
+    assert config.cache.max_distance == 4
+    assert config.cache.disk_path == tmp_path / "mycache"  # relative to the file that states it
+    assert config.cache.memory_entries == Config().cache.memory_entries
+    assert config.server == Config().server
+    assert list(config.cameras) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[cache]\nmax_distanse = 4\n", "cache.max_distanse"),
+        ("[cache]\nmax_distance = 40\n", "cache.max_distance"),
+        ("[cache]\nmax_distance = 'four'\n", "cache.max_distance"),
+        ("[model]\nruntime = 'onnx'\n", "model.runtime"),
+        ("[cache]\nhash = 'md5'\n", "cache.hash"),
+        ("[servr]\nport = 1\n", "servr"),
+        ("[server]\nport = 0\n", "server.port"),
+        ("[cameras.a]\nslots = [[0, 0, 10]]\n", "cameras.a.slots[0]"),
+        ("[cameras.a]\ngrid = { rows = 0, cols = 2 }\n", "cameras.a.grid.rows"),
+        ("[cameras.a]\nzoom = 2\n", "cameras.a.zoom"),
+        ("[cameras.a]\nslots = [[0, 0, 10, 10]]\ngrid = { rows = 1, cols = 1 }\n", "cameras.a"),
+        ("[cameras.a]\nwidth = 100\nheight = 100\nslots = [[0, 0, 50, 50], [60, 60, 50, 50]]\n", "slot 1"),
+        ("not toml = = 1", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_slots_from_grid_roi_and_whole_frame() -> None:
+    config = parse_config(
+        {
+            "cameras": {
+                "g": {"grid": {"rows": 2, "cols": 3, "roi": [10, 20, 300, 200]}},
+                "s": {"slots": [[0, 0, 5, 5], [5, 5, 5, 5]]},
+                "w": {},
+            }
+        }
+    )
+    grid = slot_boxes(config.cameras["g"], 640, 480)
+    assert len(grid) == 6
+    assert grid[0] == (10, 20, 100, 100) and grid[-1] == (210, 120, 100, 100)
+    assert slot_boxes(config.cameras["s"], 10, 10) == ((0, 0, 5, 5), (5, 5, 5, 5))
+    assert slot_boxes(config.cameras["w"], 64, 48) == ((0, 0, 64, 48),)
+    with pytest.raises(ConfigError, match="Camera 's' slot 1"):
+        slot_boxes(config.cameras["s"], 8, 8)
+
+
+def test_replace_changes_one_setting() -> None:
+    config = Config().replace(cache={"enabled": False})
+    assert config.cache.enabled is False
+    assert config.cache.max_distance == Config().cache.max_distance

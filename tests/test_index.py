@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shelfsense.index import HammingIndex
+
+
+def flip_bits(bits: int, n: int, rng: random.Random) -> int:
+    for p in rng.sample(range(64), n):
+        bits ^= 1 << p
+    return bits
+
+
+def brute_force(entries: dict[int, set[int]], query: int, radius: int) -> list[tuple[int, int]]:
+    return sorted((d, i) for key, ids in entries.items() if (d := (key ^ query).bit_count()) <= radius
+                  for i in ids)
+
+
+def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int | None = None
+              ) -> tuple[HammingIndex, dict[int, set[int]]]:
+    index = HammingIndex(max_distance, chunks=chunks)
+    entries: dict[int, set[int]] = {}
+    keys: list[int] = []
+    for item in range(n):
+        # A third of the keys are near-duplicates of earlier ones, so every radius has answers to find.
+        if keys and rng.random() < 0.33:
+            key = flip_bits(rng.choice(keys), rng.randint(0, max_distance + 2), rng)
+        else:
+            key = rng.getrandbits(64)
+        keys.append(key)
+        index.add(key, item)
+        entries.setdefault(key, set()).add(item)
+    return index, entries
+
+
+@pytest.mark.parametrize(("max_distance", "chunks"), [(0, None), (1, None), (3, None), (4, None), (8, None),
+                                                     (8, 2), (8, 7), (12, None), (16, None)])
+def test_search_equals_brute_force(max_distance: int, chunks: int | None) -> None:
+    rng = random.Random(1000 + max_distance)
+    index, entries = populated(max_distance, rng, chunks=chunks)
+    keys = list(entries)
+    for _ in range(150):
+        base = rng.choice(keys)
+        query = flip_bits(base, rng.randint(0, max_distance + 3), rng) if rng.random() < 0.8 else rng.getrandbits(64)
+        for radius in sorted({0, max_distance // 2, max_distance}):
+            assert index.search(query, radius) == brute_force(entries, query, radius)
+        assert index.search(query) == brute_force(entries, query, max_distance)
+
+
+def test_finds_every_key_at_each_exact_distance() -> None:
+    rng = random.Random(7)
+    for max_distance in (2, 5, 8, 11, 16):
+        index = HammingIndex(max_distance)
+        query = rng.getrandbits(64)
+        for d in range(max_distance + 3):
+            index.add(flip_bits(query, d, rng), d)
+        assert index.search(query) == [(d, d) for d in range(max_distance + 1)]
+
+
+def test_removals_match_brute_force() -> None:
+    rng = random.Random(3)
+    index, entries = populated(8, rng, n=2000)
+    pairs = [(k, i) for k, ids in entries.items() for i in ids]
+    rng.shuffle(pairs)
+    for key, item in pairs[:1200]:
+        index.remove(key, item)
+        entries[key].discard(item)
+        if not entries[key]:
+            del entries[key]
+    assert len(index) == sum(len(ids) for ids in entries.values()) == len(pairs) - 1200
+    for key in list(entries)[:200] + [k for k, _ in pairs[:100]]:
+        assert index.search(key) == brute_force(entries, key, 8)
+    for key, item in pairs[1200:]:
+        index.remove(key, item)
+    assert len(index) == 0
+    assert index.search(pairs[0][0]) == []
+
+
+def test_remove_absent_is_silent() -> None:
+    index = HammingIndex(4)
+    index.add(0xFF, 1)
+    index.remove(0xFF, 2)
+    index.remove(0xF0, 1)
+    assert len(index) == 1
+    assert index.search(0xFF) == [(0, 1)]
+
+
+def test_duplicate_bits_with_several_ids() -> None:
+    index = HammingIndex(6)
+    key = 0x0123_4567_89AB_CDEF
+    for item in (5, 3, 9):
+        index.add(key, item)
+    index.add(key, 3)  # re-adding the same pair is not a second entry
+    index.add(key ^ 0b11, 1)
+    assert len(index) == 4
+    assert key in index
+    assert index.search(key) == [(0, 3), (0, 5), (0, 9), (2, 1)]
+    index.remove(key, 5)
+    assert index.search(key) == [(0, 3), (0, 9), (2, 1)]
+    index.remove(key, 3)
+    index.remove(key, 9)
+    assert key not in index
+    assert index.search(key) == [(2, 1)]
+
+
+def test_output_sorted_by_distance() -> None:
+    rng = random.Random(11)
+    index = HammingIndex(10)
+    query = rng.getrandbits(64)
+    for item in range(200):
+        index.add(flip_bits(query, rng.randint(0, 10), rng), item)
+    found = index.search(query)
+    assert len(found) == 200
+    assert found == sorted(found)
+    assert [d for d, _ in found] == sorted(d for d, _ in found)
+
+
+def test_exact_index_at_distance_zero() -> None:
+    index = HammingIndex(0)
+    index.add(42, 1)
+    index.add(43, 2)
+    assert index.search(42) == [(0, 1)]
+    assert index.search(41) == []
+    with pytest.raises(ValueError, match="search radius"):
+        index.search(42, 1)
+
+
+@pytest.mark.parametrize("bad", [-1, 33, 1.5, "8", None, True])
+def test_constructor_rejects_bad_max_distance(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_distance"):
+        HammingIndex(bad)  # type: ignore[arg-type]
+
+
+def test_search_radius_bounds() -> None:
+    index = HammingIndex(8)
+    index.add(1, 1)
+    with pytest.raises(ValueError, match="0..8"):
+        index.search(1, 9)
+    with pytest.raises(ValueError, match="search radius"):
+        index.search(1, -1)
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 64, 2.0])
+def test_keys_must_be_64_bit(bad: object) -> None:
+    index = HammingIndex(4)
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        index.add(bad, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        index.search(bad)  # type: ignore[arg-type]

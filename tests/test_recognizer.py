@@ -1,0 +1,224 @@
+"""The recognition core end to end: real frames, real MobileNetV2 inference, real diskcache on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import grocery_photos, jpeg, tile
+
+from shelfsense.errors import BadImageError, UnknownCameraError
+from shelfsense.recognizer import Recognizer
+
+
+def _photos(grocery_dir: Path, n: int, offset: int = 0) -> list[np.ndarray]:
+    """n photos of n different fine classes, picked by rule: the first photo of each class in val order."""
+    seen, crops = set(), []
+    for path, label in grocery_photos(grocery_dir, "val"):
+        if label not in seen:
+            seen.add(label)
+            crops.append(cv2.imread(str(path)))
+    return crops[offset : offset + n]
+
+
+def _perturb(frame: np.ndarray, seed: int) -> bytes:
+    """What the same camera sends a moment later: 1 px shake, +6 % light, sensor noise, another JPEG quality."""
+    rng = np.random.default_rng(seed)
+    shifted = np.roll(frame, (1, 1), axis=(0, 1))
+    lit = shifted.astype(np.float32) * 1.06 + rng.normal(0, 3, frame.shape)
+    return jpeg(np.clip(lit, 0, 255).astype(np.uint8), quality=int(rng.integers(70, 90)))
+
+
+async def test_same_shelf_again_hits_memory_and_other_products_miss(make_config, grocery_dir: Path) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        frame = tile(_photos(grocery_dir, 8), 2, 4)
+        first = await r.recognize("shelf", jpeg(frame, 92))
+        assert [s.cache for s in first.slots] == ["miss"] * 8
+        assert r.pool.invokes == 8
+        for seed in range(3):
+            again = await r.recognize("shelf", _perturb(frame, seed))
+            assert [s.cache for s in again.slots] == ["memory"] * 8, [s.distance for s in again.slots]
+            assert [s.label for s in again.slots] == [s.label for s in first.slots]
+            assert all(0 <= s.distance <= r.config.cache.max_distance for s in again.slots)
+        assert r.pool.invokes == 8
+        other = await r.recognize("shelf", jpeg(tile(_photos(grocery_dir, 8, offset=8), 2, 4)))
+        assert [s.cache for s in other.slots] == ["miss"] * 8
+        assert r.pool.invokes == 16
+    finally:
+        await r.close()
+
+
+def _carton(bgr: tuple[int, int, int]) -> np.ndarray:
+    img = np.full((240, 160, 3), 235, np.uint8)
+    cv2.rectangle(img, (20, 30), (140, 220), bgr, -1)
+    cv2.putText(img, "MILK", (35, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 3)
+    cv2.circle(img, (80, 180), 20, (255, 255, 255), -1)
+    return img
+
+
+async def test_colour_only_difference_is_not_a_hit(make_config) -> None:
+    """The same carton in red and in blue: near-equal luminance hash, different product."""
+    r = await Recognizer.create(make_config())
+    try:
+        red, blue = _carton((40, 40, 200)), _carton((200, 40, 40))
+        a = await r.recognize("one", jpeg(red))
+        b = await r.recognize("one", jpeg(blue))
+        assert (a.slots[0].cache, b.slots[0].cache) == ("miss", "miss")
+        assert (r.hasher.key(red).bits ^ r.hasher.key(blue).bits).bit_count() <= r.config.cache.max_distance
+        c = await r.recognize("one", jpeg(red, 75))
+        assert c.slots[0].cache == "memory"
+    finally:
+        await r.close()
+
+
+async def test_restart_hits_from_disk(make_config, grocery_dir: Path) -> None:
+    config = make_config()
+    frame = tile(_photos(grocery_dir, 8, offset=20), 2, 4)
+    r = await Recognizer.create(config)
+    first = await r.recognize("shelf", jpeg(frame))
+    await r.close()
+    r = await Recognizer.create(config)  # a new process would see just this: the files under disk_path
+    try:
+        assert r.cache.entries_memory == 0 and r.cache.entries_disk == 8
+        again = await r.recognize("shelf", _perturb(frame, 7))
+        assert [s.cache for s in again.slots] == ["disk"] * 8
+        assert [s.label for s in again.slots] == [s.label for s in first.slots]
+        assert r.pool.invokes == 0
+        promoted = await r.recognize("shelf", _perturb(frame, 8))
+        assert [s.cache for s in promoted.slots] == ["memory"] * 8
+    finally:
+        await r.close()
+
+
+async def test_changing_the_model_file_invalidates(make_config, mobilenet_v2: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model.tflite"
+    shutil.copyfile(mobilenet_v2, model)
+    config = make_config(model={"path": str(model)})
+    image = jpeg(cv2.imread(str(mobilenet_v2.parents[1] / "images" / "hot_dog.jpg")))
+    for expected in ("miss", "disk"):
+        r = await Recognizer.create(config)
+        assert (await r.recognize("one", image)).slots[0].cache == expected
+        await r.close()
+    with model.open("ab") as fh:  # a new model file (new SHA-256), same answers: still must not reuse
+        fh.write(b"retrained")
+    r = await Recognizer.create(config)
+    try:
+        assert r.cache.entries_disk == 0
+        assert (await r.recognize("one", image)).slots[0].cache == "miss"
+    finally:
+        await r.close()
+
+
+async def test_eight_concurrent_identical_misses_run_one_inference(make_config, shared_dir: Path) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        image = jpeg(cv2.imread(str(shared_dir / "images" / "missvickie_potato_chips.bmp")))
+        results = await asyncio.gather(*(r.recognize("one", image) for _ in range(8)))
+        tiers = [res.slots[0].cache for res in results]
+        assert r.pool.invokes == 1
+        assert tiers.count("miss") == 1 and "coalesced" in tiers
+        # frames whose decoding finished after the one inference did are plain memory hits
+        assert set(tiers) <= {"miss", "coalesced", "memory"}
+        assert {res.slots[0].label for res in results} == {"packet"}
+    finally:
+        await r.close()
+
+
+async def test_same_product_in_every_slot_is_inferred_once(make_config, shared_dir: Path) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        chips = cv2.imread(str(shared_dir / "images" / "missvickie_potato_chips.bmp"))
+        res = await r.recognize("shelf", jpeg(tile([chips] * 8, 2, 4)))
+        assert r.pool.invokes == 1
+        assert sorted(s.cache for s in res.slots) == ["coalesced"] * 7 + ["miss"]
+    finally:
+        await r.close()
+
+
+async def test_cache_disabled_infers_every_slot(make_config, shared_dir: Path) -> None:
+    r = await Recognizer.create(make_config(cache={"enabled": False}))
+    try:
+        image = jpeg(tile([cv2.imread(str(shared_dir / "images" / "hot_dog.jpg"))] * 8, 2, 4))
+        for _ in range(2):
+            res = await r.recognize("shelf", image)
+            assert [s.cache for s in res.slots] == ["miss"] * 8
+        assert r.pool.invokes == 16 and r.cache is None
+    finally:
+        await r.close()
+
+
+async def test_memory_tier_is_bounded_lru(make_config, grocery_dir: Path) -> None:
+    r = await Recognizer.create(make_config(cache={"memory_entries": 4, "disk_path": ""}))
+    try:
+        photos = _photos(grocery_dir, 6, offset=30)
+        for p in photos:
+            await r.recognize("one", jpeg(p))
+        assert r.cache.entries_memory == 4 and r.cache.disk is None
+        assert (await r.recognize("one", jpeg(photos[-1]))).slots[0].cache == "memory"
+        assert (await r.recognize("one", jpeg(photos[0]))).slots[0].cache == "miss"  # evicted, no disk
+    finally:
+        await r.close()
+
+
+async def test_corrupt_disk_cache_degrades_to_memory(make_config, tmp_path: Path, caplog, shared_dir: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / "cache.db").write_bytes(b"\x00garbage, not sqlite" * 100)
+    with caplog.at_level(logging.WARNING, logger="shelfsense.cache"):
+        r = await Recognizer.create(make_config())
+    try:
+        assert not r.cache.disk.available and "open failed" in r.cache.disk.error
+        assert any("memory cache only" in rec.message for rec in caplog.records)
+        image = jpeg(cv2.imread(str(shared_dir / "images" / "hot_dog.jpg")))
+        assert (await r.recognize("one", image)).slots[0].cache == "miss"
+        assert (await r.recognize("one", image)).slots[0].cache == "memory"
+    finally:
+        await r.close()
+
+
+async def test_unwritable_disk_cache_degrades_to_memory(make_config, tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    r = await Recognizer.create(make_config(cache={"disk_path": str(blocker / "cache")}))
+    try:
+        assert not r.cache.disk.available
+        assert r.cache.entries_disk == 0
+    finally:
+        await r.close()
+
+
+async def test_bad_frames_and_unknown_camera(make_config) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        with pytest.raises(BadImageError, match="empty"):
+            await r.recognize("one", b"")
+        with pytest.raises(BadImageError, match="not a decodable"):
+            await r.recognize("one", b"\xff\xd8\xff\xe0 truncated jpeg")
+        with pytest.raises(UnknownCameraError, match="'nope' is not configured"):
+            await r.recognize("nope", jpeg(_carton((0, 0, 255))))
+        small = make_config(cameras={"s": {"slots": [[0, 0, 300, 300]]}})
+        r2 = await Recognizer.create(small)
+        with pytest.raises(BadImageError, match="slot 0"):
+            await r2.recognize("s", jpeg(_carton((0, 0, 255))))
+        await r2.close()
+    finally:
+        await r.close()
+
+
+async def test_frame_result_breakdown(make_config, shared_dir: Path) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        res = await r.recognize("shelf", jpeg(tile([cv2.imread(str(shared_dir / "images" / "cat.bmp"))] * 8, 2, 4)))
+        t = res.timings()
+        assert set(t) == {"decode", "hash", "lookup", "inference", "total"}
+        assert t["inference"] > 0 and t["decode"] > 0 and t["total"] >= t["decode"]
+        assert (res.width, res.height) == (640, 480)
+        assert [s.box for s in res.slots][:2] == [(0, 0, 160, 240), (160, 0, 160, 240)]
+    finally:
+        await r.close()
