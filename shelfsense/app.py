@@ -37,7 +37,7 @@ class Service:
     model_error: str | None = "model not loaded yet"
     device: DeviceReading | None = None
     recorder: RecordingWriter | None = None
-    record_thread: ThreadPoolExecutor | None = None  # the writer is not thread-safe: one thread, in order
+    record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
     pending_frames: int = 0
     frame_numbers: dict[str, int] = field(default_factory=dict)
 

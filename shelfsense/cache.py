@@ -12,6 +12,7 @@ A disk cache that cannot be opened or fails later degrades to memory-only with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections import OrderedDict
@@ -51,9 +52,7 @@ class _KeyedStore:
 
     def nearest(self, key: PerceptualKey) -> list[tuple[int, int]]:
         """(distance, id) of stored keys within radius whose colour matches, nearest first."""
-        return [
-            (d, i) for d, i in self.index.search(key.bits) if self.colour_match(self.keys[i].colour, key.colour)
-        ]
+        return [(d, i) for d, i in self.index.search(key.bits) if self.colour_match(self.keys[i].colour, key.colour)]
 
     def add(self, key: PerceptualKey) -> int:
         if key in self.ids:
@@ -142,10 +141,8 @@ class DiskTier:
         self.error = f"{what} failed: {type(exc).__name__}: {exc}"
         log.warning("disk cache at %s unusable (%s); continuing with the memory cache only", self.path, self.error)
         if self._cache is not None:
-            try:
+            with contextlib.suppress(Exception):  # already failing; closing is best effort
                 self._cache.close()
-            except Exception:  # noqa: BLE001 - already failing; closing is best effort
-                pass
         self._cache = None
 
     def lookup(self, key: PerceptualKey) -> tuple[Prediction, int] | None:

@@ -1,14 +1,14 @@
 """Exceptions raised by ShelfSense, each carrying the HTTP status and error code the web layer answers with.
 
-    ShelfSenseError
-    ├── ConfigError          configuration file or value is wrong (startup)
-    ├── ModelError           model file missing, unreadable or of an unsupported shape
-    ├── BadImageError        400: body is not a decodable image
-    ├── UnsupportedMediaError 415: content type we do not take
-    ├── PayloadTooLargeError 413: body over server.max_body_bytes
-    ├── UnknownCameraError   404: camera id not configured
-    ├── AuthError            401/403: camera or read token missing or wrong
-    └── OverloadedError      503: inference queue full, retry later
+ShelfSenseError
+├── ConfigError          configuration file or value is wrong (startup)
+├── ModelError           model file missing, unreadable or of an unsupported shape
+├── BadImageError        400: body is not a decodable image
+├── UnsupportedMediaError 415: content type we do not take
+├── PayloadTooLargeError 413: body over server.max_body_bytes
+├── UnknownCameraError   404: camera id not configured
+├── AuthError            401/403: camera or read token missing or wrong
+└── OverloadedError      503: inference queue full, retry later
 """
 
 from __future__ import annotations

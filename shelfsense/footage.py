@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -356,9 +357,10 @@ class RecordingWriter:
     """Appends posted frames to a recording folder, optionally capped at `max_bytes` by rotation.
 
     Without `max_bytes` the layout is flat (DIR/index.jsonl + DIR/frames/...). With it, frames go
-    into DIR/seg-NNNNNN/ folders of about `segment_bytes` each (default max_bytes / 4), and the
+    into DIR/seg-NNNNNN/ folders of about `segment_bytes` each (default max_bytes / 16), and the
     oldest segment is deleted whenever the total exceeds `max_bytes`. Reopening an existing
-    recording appends to it. Not thread-safe: one writer per folder, called from one thread.
+    recording appends to it. Writes are serialised by a lock, so executor threads may share one
+    writer; two writers on one folder are not supported.
     `started` fixes the wall clock of t = 0 (reproducible output); by default it is now.
     """
 
@@ -377,10 +379,11 @@ class RecordingWriter:
         if max_bytes is not None and max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes or (max(1, max_bytes // 4) if max_bytes else None)
+        self.segment_bytes = segment_bytes or (max(1, max_bytes // 16) if max_bytes else None)
         self.allowed = None if cameras is None else {check_camera_id(c) for c in cameras}
         self.fsync = fsync
         self._closed = False
+        self._lock = threading.Lock()
         self._clock_start = time.monotonic()
         self._started = started
         self._t_offset = 0.0
@@ -456,11 +459,20 @@ class RecordingWriter:
         wall: datetime | None = None,
     ) -> bool:
         """Append one frame; False when `camera` is not among the cameras this writer keeps."""
+        with self._lock:
+            return self._write(camera, data, content_type, t, wall)
+
+    def _write(
+        self, camera: str, data: bytes, content_type: str, t: float | None, wall: datetime | None
+    ) -> bool:
         if self._closed:
             raise ValueError(f"recording writer for {self.folder} is closed")
         if self.allowed is not None and camera not in self.allowed:
             return False
         check_camera_id(camera)
+        if content_type not in EXTENSIONS:
+            # Multipart posts and aliases such as image/jpg: the bytes tell what the image is.
+            content_type = sniff_content_type(data, content_type)
         ext = EXTENSIONS.get(content_type)
         if ext is None:
             kinds = ", ".join(EXTENSIONS)
@@ -524,11 +536,12 @@ class RecordingWriter:
         return sum(size for _, size in self._segments)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._index.close()
-        self._write_meta()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._index.close()
+            self._write_meta()
 
     def __enter__(self) -> RecordingWriter:
         return self

@@ -102,7 +102,8 @@ async def _read_image(request: web.Request, max_bytes: int) -> bytes:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)") from None
     raise UnsupportedMediaError(
-        f"Content-Type '{ctype}' is not supported: send image/jpeg, image/png or multipart/form-data with a 'frame' field"
+        f"Content-Type '{ctype}' is not supported: "
+        "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
     )
 
 
@@ -123,9 +124,7 @@ async def post_frame(request: web.Request) -> web.Response:
         t0 = time.perf_counter()
         image = await _read_image(request, service.config.server.max_body_bytes)
         if service.recorder is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                service.record_thread, service.recorder.write, camera_id, image, request.content_type
-            )
+            await _record(service, camera_id, image, request.content_type)
         result = await recognizer.recognize(camera_id, image)
     finally:
         service.pending_frames -= 1
@@ -142,6 +141,18 @@ async def post_frame(request: web.Request) -> web.Response:
             "slots": [s.as_dict() for s in result.slots],
         }
     )
+
+
+async def _record(service: Service, camera_id: str, image: bytes, content_type: str) -> None:
+    """The recording tap: a full or failing disk loses the recording, never the frame."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            service.record_thread, service.recorder.write, camera_id, image, content_type
+        )
+    except OSError as exc:
+        service.stats.record_error("record_failed")
+        service.metrics.record_error("record_failed")
+        log.warning("recording frame of camera %s failed: %s", camera_id, exc)
 
 
 def stats_payload(service: Service) -> dict:

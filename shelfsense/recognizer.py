@@ -208,24 +208,26 @@ class Recognizer:
         assert self.cache is not None
         t0 = time.perf_counter()
         hit = self.cache.lookup_memory(key)
+        memory_ms = _ms(t0)
         if hit is not None:
-            return _slot_result(slot, box, hit.prediction, "memory", hit.distance, _ms(t0), 0.0)
+            return _slot_result(slot, box, hit.prediction, "memory", hit.distance, memory_ms, 0.0)
 
-        async def disk_or_infer() -> tuple[Prediction, str, int | None, float]:
+        async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
+            t1 = time.perf_counter()
             found = await self.cache.lookup_disk(key)
+            disk_ms = _ms(t1)
             if found is not None:
-                return found.prediction, "disk", found.distance, 0.0
+                return found.prediction, "disk", found.distance, disk_ms, 0.0
             prediction, inference_ms = await self.pool.classify(crop_bgr)
             self.cache.store(key, prediction)
-            return prediction, "miss", None, inference_ms
+            return prediction, "miss", None, disk_ms, inference_ms
 
         # The flight covers the disk lookup too, so that followers arriving while the leader reads the
         # disk do not start inferences of their own.
-        (prediction, tier, distance, inference_ms), shared = await self.coalescer.run(key, disk_or_infer)
-        lookup_ms = _ms(t0) - inference_ms
+        (prediction, tier, distance, disk_ms, inference_ms), shared = await self.coalescer.run(key, disk_or_infer)
         if shared:
-            return _slot_result(slot, box, prediction, "coalesced", distance, lookup_ms, 0.0)
-        return _slot_result(slot, box, prediction, tier, distance, lookup_ms, inference_ms)
+            return _slot_result(slot, box, prediction, "coalesced", distance, memory_ms, 0.0)
+        return _slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
 
 
 def _ms(t0: float) -> float:

@@ -125,7 +125,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
 
 def _tensor_spec(detail: dict) -> TensorSpec:
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    return TensorSpec(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+    return TensorSpec(
+        tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point)
+    )
 
 
 class Classifier:
@@ -173,7 +175,9 @@ class Classifier:
             input=in_spec,
             output=out_spec,
             labels=label_list,
-            op_count=len(self._interpreter._get_ops_details()) if hasattr(self._interpreter, "_get_ops_details") else -1,
+            op_count=len(self._interpreter._get_ops_details())
+            if hasattr(self._interpreter, "_get_ops_details")
+            else -1,
         )
         self.top_k = max(1, min(top_k, n_classes))
         self.float_range = float_range

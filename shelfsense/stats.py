@@ -74,7 +74,7 @@ class Stats:
         return list(self._window)
 
     def snapshot(self) -> dict:
-        """The counters and window figures as the JSON of GET /v1/stats (cache entries, device, model added by the app)."""
+        """Counters and window figures for GET /v1/stats (the app adds cache entries, device and model)."""
         now = self._clock()
         recent = self._recent()
         span = min(self.window_s, max(now - self.started, 1e-9))
@@ -103,7 +103,10 @@ class Stats:
                 "slot_results": slots,
             },
             "latency_ms": {
-                "hit": {**percentiles(s.latency_ms for s in recent if s.hit_path), "count": sum(s.hit_path for s in recent)},
+                "hit": {
+                    **percentiles(s.latency_ms for s in recent if s.hit_path),
+                    "count": sum(s.hit_path for s in recent),
+                },
                 "miss": {
                     **percentiles(s.latency_ms for s in recent if not s.hit_path),
                     "count": sum(not s.hit_path for s in recent),

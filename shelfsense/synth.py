@@ -376,6 +376,7 @@ def synthesize(
     camera: str = "cam-0",
     arm_rate: float = 0.12,
     noise_sigma: float = 2.5,
+    shake_px: float = 1.5,
     overwrite: bool = False,
     progress: bool = True,
 ) -> SynthResult:
@@ -545,9 +546,11 @@ def synthesize(
                         np.uint8
                     )
 
-            # Camera shake: usually still, sometimes a pixel or two.
-            if rng.random() < 0.4:
-                dx, dy = rng.uniform(-2, 2, size=2)
+            # Camera shake: the mount is usually at rest, sometimes off by a pixel or so.
+            if shake_px > 0 and rng.random() < 0.3:
+                angle = rng.uniform(0, 2 * math.pi)
+                amount = rng.uniform(0.5, shake_px)
+                dx, dy = amount * math.cos(angle), amount * math.sin(angle)
                 m = np.float32([[1, 0, dx], [0, 1, dy]])
                 frame = cv2.warpAffine(
                     frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
@@ -571,7 +574,7 @@ def synthesize(
 
     write_truth(out / TRUTH_NAME, (TruthRow(camera, f, row) for f, row in enumerate(truth_rows)))
     (out / CAMERA_TOML).write_text(
-        camera_toml(camera, slots, f"{rows}x{cols} slots, {w}x{h}, seed {seed}"), encoding="utf-8"
+        camera_toml(camera, slots, (w, h), f"{rows}x{cols} slots, seed {seed}"), encoding="utf-8"
     )
     return SynthResult(
         out,
@@ -588,13 +591,15 @@ def synthesize(
     )
 
 
-def camera_toml(camera: str, slots: Sequence[Box], note: str = "") -> str:
+def camera_toml(camera: str, slots: Sequence[Box], size: tuple[int, int], note: str = "") -> str:
     """The camera's section as it goes into config.toml."""
     key = camera if all(c.isalnum() or c in "-_" for c in camera) else f'"{camera}"'
     lines = [
         f"# Written by `shelfsense footage synth`{': ' + note if note else ''}.",
         "# Slot boxes are [x, y, w, h] in frame pixels, row-major from the top-left slot.",
         f"[cameras.{key}]",
+        f"width = {size[0]}",
+        f"height = {size[1]}",
         "slots = [",
     ]
     lines += [f"  [{x}, {y}, {w}, {h}]," for x, y, w, h in slots]
@@ -651,12 +656,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--products", type=Path, help="folder of product photos; class = parent folder name")
     src.add_argument("--tiny", action="store_true", help="draw built-in products instead of using photos")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; must be empty)")
-    p.add_argument("--frames", type=int, default=120)
-    p.add_argument("--slots", type=lambda s: _pair(s, "--slots"), default=(2, 4), metavar="RxC")
-    p.add_argument("--size", type=lambda s: _pair(s, "--size"), default=(640, 480), metavar="WxH")
-    p.add_argument("--fps", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--camera", default="cam-0")
+    p.add_argument("--frames", type=int, default=120, help="number of frames (default 120)")
+    p.add_argument(
+        "--slots",
+        type=lambda s: _pair(s, "--slots"),
+        default=(2, 4),
+        metavar="RxC",
+        help="shelf rows x slots per row (default 2x4)",
+    )
+    p.add_argument(
+        "--size",
+        type=lambda s: _pair(s, "--size"),
+        default=(640, 480),
+        metavar="WxH",
+        help="frame size in pixels (default 640x480)",
+    )
+    p.add_argument("--fps", type=float, default=2.0, help="frame rate of the timestamps (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    p.add_argument("--camera", default="cam-0", help="camera id (default cam-0)")
     p.add_argument("--force", action="store_true", help="replace footage synth wrote earlier in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -136,9 +136,7 @@ def resize(img: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def augmented_views(
-    img: npt.NDArray[np.uint8], rng: np.random.Generator, k: int
-) -> Iterator[npt.NDArray[np.uint8]]:
+def augmented_views(img: npt.NDArray[np.uint8], rng: np.random.Generator, k: int) -> Iterator[npt.NDArray[np.uint8]]:
     """View 0 is the image itself, view 1 its mirror, the rest random resized crops with colour jitter."""
     h, w = img.shape[:2]
     for v in range(k):
@@ -445,6 +443,11 @@ def _to_int8(tf: Any, infer: Any, calib: npt.NDArray[np.uint8], cfg: TrainConfig
     import tempfile
 
     def representative() -> Iterator[list[npt.NDArray[np.float32]]]:
+        # One frame spanning 0..255 pins the input quantisation to scale 1, zero point 0: a raw RGB byte is
+        # then exactly its quantised value, whatever the calibration photos happen to contain.
+        span = np.zeros((1, cfg.size, cfg.size, 3), np.float32)
+        span[:, ::2] = 255.0
+        yield [span]
         for img in calib:
             yield [img[None].astype(np.float32)]
 
@@ -465,9 +468,7 @@ def _to_int8(tf: Any, infer: Any, calib: npt.NDArray[np.uint8], cfg: TrainConfig
 # --- evaluation (LiteRT only: no TensorFlow needed) --------------------------------------------------------
 
 
-def evaluate_tflite(
-    model_path: Path, data: GroceryData, *, split: str = "val", threads: int = 1
-) -> dict[str, Any]:
+def evaluate_tflite(model_path: Path, data: GroceryData, *, split: str = "val", threads: int = 1) -> dict[str, Any]:
     """Fine top-1/top-5 and coarse top-1 of an exported model on a split, with the runtime's preprocessing."""
     from ai_edge_litert.interpreter import Interpreter
 

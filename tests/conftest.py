@@ -75,7 +75,7 @@ def make_config(mobilenet_v2: Path, imagenet_labels: Path, tmp_path: Path):
     """Config factory on the shared MobileNetV2 with a fresh disk cache under tmp_path; overrides by section."""
     from shelfsense.config import parse_config
 
-    def make(**sections: dict) -> "object":
+    def make(**sections: dict) -> object:
         data: dict = {
             "model": {"path": str(mobilenet_v2), "labels": str(imagenet_labels), "threads": 2},
             "cache": {"disk_path": str(tmp_path / "cache")},

@@ -155,6 +155,9 @@ def test_writer_rejects_unsafe_camera_ids_and_unknown_types(tmp_path: Path) -> N
             writer.write("../escape", jpeg(0), "image/jpeg")
         with pytest.raises(ValueError, match="image/gif"):
             writer.write("cam", b"GIF89a", "image/gif")
+        # A multipart post carries the image type in its part; the bytes say it as well.
+        assert writer.write("cam", png(1), "multipart/form-data", t=0.0)
+    assert [(f.content_type, f.data) for f in open_footage(tmp_path / "rec")] == [("image/png", png(1))]
     assert not (tmp_path / "escape").exists()
 
 
@@ -266,3 +269,20 @@ def test_truth_roundtrip(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"camera": "c", "frame": 0, "slots": [1, 2]}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         read_truth(tmp_path / "bad.jsonl")
+
+
+def test_writer_shared_by_executor_threads_loses_nothing(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    payloads = {f"cam-{c}": [jpeg(c * 100 + i) for i in range(25)] for c in range(4)}
+    with RecordingWriter(tmp_path / "rec") as writer, ThreadPoolExecutor(4) as pool:
+
+        def post(camera: str) -> None:
+            for data in payloads[camera]:
+                writer.write(camera, data, "image/jpeg")
+
+        list(pool.map(post, payloads))
+    frames = list(open_footage(tmp_path / "rec"))
+    assert len(frames) == 100
+    for camera, sent in payloads.items():
+        assert [f.data for f in frames if f.camera == camera] == sent

@@ -27,7 +27,7 @@ def vcgencmd(tmp_path: Path) -> Path:
     """A stand-in for the Pi firmware tool at a configurable path, as the Pi's would answer."""
     script = tmp_path / "vcgencmd"
     script.write_text(
-        "#!/bin/sh\ncase \"$1\" in\n measure_temp) echo \"temp=61.2'C\";;\n"
+        '#!/bin/sh\ncase "$1" in\n measure_temp) echo "temp=61.2\'C";;\n'
         " get_throttled) echo throttled=0x50005;;\nesac\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -47,7 +47,9 @@ async def post(client, camera: str, body: bytes, ctype: str = "image/jpeg", **kw
 async def test_frames_from_several_cameras_and_counters_add_up(aiohttp_client, make_config, images) -> None:
     cameras = {f"cam-{i}": {"grid": {"rows": 2, "cols": 2}} for i in range(4)}
     client = await _client(aiohttp_client, make_config(cameras=cameras))
-    shelf = jpeg(tile([images["hot_dog"], images["cat"], images["missvickie_potato_chips"], images["grace_hopper"]], 2, 2))
+    shelf = jpeg(
+        tile([images["hot_dog"], images["cat"], images["missvickie_potato_chips"], images["grace_hopper"]], 2, 2)
+    )
 
     async def camera(cid: str) -> list[dict]:
         out = []
@@ -108,7 +110,11 @@ async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client
     cases = [
         (lambda: post(client, "one", b""), 400, "bad_image"),
         (lambda: post(client, "one", b"\x89PNG\r\n\x1a\n corrupt"), 400, "bad_image"),
-        (lambda: post(client, "one", full[: len(full) // 3]), None, None),  # truncated JPEG: decoded partially or refused
+        (
+            lambda: post(client, "one", full[: len(full) // 3]),
+            None,
+            None,
+        ),  # truncated JPEG: decoded partially or refused
         (lambda: post(client, "one", os.urandom(300_000)), 413, "payload_too_large"),
         (lambda: post(client, "one", good, "text/plain"), 415, "unsupported_media_type"),
         (lambda: post(client, "nope", good), 404, "unknown_camera"),
@@ -130,6 +136,7 @@ async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client
         assert after.status == 200
     resp = await post(client, "locked", good, Authorization="Bearer s3cret")
     assert resp.status == 200
+
     # a chunked upload without Content-Length over the limit is refused too
     async def chunks():
         for _ in range(30):

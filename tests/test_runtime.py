@@ -36,7 +36,11 @@ def test_litert_top1_on_shared_mobilenet(name: str, shared_dir: Path, mobilenet_
 
 @pytest.mark.parametrize(
     ("model", "dtype", "size"),
-    [("colour_f32_96", "float32", (96, 96)), ("colour_i8_48x64", "int8", (64, 48)), ("colour_u8_128", "uint8", (128, 128))],
+    [
+        ("colour_f32_96", "float32", (96, 96)),
+        ("colour_i8_48x64", "int8", (64, 48)),
+        ("colour_u8_128", "uint8", (128, 128)),
+    ],
 )
 def test_any_classifier_input_type_and_size(model: str, dtype: str, size: tuple[int, int]) -> None:
     """float32 / int8 / uint8 inputs of several sizes, softmax or logits out, labels found beside the model."""

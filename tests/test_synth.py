@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shelfsense.config import parse_config
 from shelfsense.footage import open_footage, read_truth
 from shelfsense.synth import TINY_PRODUCTS, SynthResult, register, synthesize
 
@@ -56,8 +57,12 @@ def test_camera_toml_parses_and_slots_lie_inside_the_frame(tiny: SynthResult) ->
     assert [tuple(s) for s in slots] == list(tiny.slots)
     w, h = tiny.size
     for x, y, sw, sh in slots:
-        assert 0 <= x and 0 <= y and sw > 0 and sh > 0
+        assert x >= 0 and y >= 0 and sw > 0 and sh > 0
         assert x + sw <= w and y + sh <= h
+    # The lead's config parser takes the section as is and checks the boxes against the frame size.
+    parsed = parse_config(config).cameras["cam-0"]
+    assert (parsed.width, parsed.height) == tiny.size
+    assert parsed.slots == tiny.slots
     # Slots do not overlap.
     for i, (x1, y1, w1, h1) in enumerate(slots):
         for x2, y2, w2, h2 in slots[i + 1 :]:
@@ -88,33 +93,38 @@ def test_facings_repeat_on_the_shelf(tiny: SynthResult) -> None:
 def test_same_product_in_same_slot_looks_nearly_the_same_across_frames(tiny: SynthResult) -> None:
     images = decoded(tiny)
     steady, changed = [], []
-    for f in range(1, len(images)):
-        for s, box in enumerate(tiny.slots):
-            if tiny.coverage[f][s] or tiny.coverage[f - 1][s]:
-                continue
-            diff = float(np.abs(crop(images[f], box) - crop(images[f - 1], box)).mean())
-            (steady if tiny.truth[f][s] == tiny.truth[f - 1][s] else changed).append(diff)
+    for s, box in enumerate(tiny.slots):
+        # Compare each arm-free view of the slot with the previous arm-free view.
+        clear = [f for f in range(len(images)) if not tiny.coverage[f][s]]
+        for f0, f1 in zip(clear, clear[1:], strict=False):
+            diff = float(np.abs(crop(images[f1], box) - crop(images[f0], box)).mean())
+            (steady if tiny.truth[f1][s] == tiny.truth[f0][s] else changed).append(diff)
     assert steady and changed
     # Noise, drift, shake and JPEG move a steady slot by a few levels; a take or restock by far more.
     assert np.median(steady) < 6
-    assert min(changed) > 3 * np.median(steady)
+    assert min(changed) > max(steady)
 
 
 def test_products_are_taken_and_restocked(tiny: SynthResult) -> None:
     assert tiny.takes >= 1 and tiny.restocks >= 1
-    empty = [[name is None and tiny.coverage[f][s] <= 0.3 for s, name in enumerate(row)]
-             for f, row in enumerate(tiny.truth)]
+    empty = [
+        [name is None and tiny.coverage[f][s] <= 0.3 for s, name in enumerate(row)]
+        for f, row in enumerate(tiny.truth)
+    ]
     taken = [(f, s) for f in range(1, 120) for s in range(8) if tiny.truth[f - 1][s] and empty[f][s]]
     restocked = [(f, s) for f in range(1, 120) for s in range(8) if empty[f - 1][s] and tiny.truth[f][s]]
     assert taken and restocked
-    # An empty slot shows the shelf back, not a product.
+    # An empty slot shows the shelf back, not a product: compare arm-free views around a take.
     images = decoded(tiny)
-    f, s = taken[0]
-    before = next(g for g in range(f - 1, -1, -1) if tiny.truth[g][s] and not tiny.coverage[g][s])
-    after = next((g for g in range(f, 120) if empty[g][s] and not tiny.coverage[g][s]), None)
-    if after is not None:
-        box = tiny.slots[s]
-        assert float(np.abs(crop(images[after], box) - crop(images[before], box)).mean()) > 15
+    pairs = []
+    for f, s in taken:
+        before = [g for g in range(f) if tiny.truth[g][s] and not tiny.coverage[g][s]]
+        after = [g for g in range(f, 120) if empty[g][s] and not tiny.coverage[g][s]]
+        if before and after:
+            pairs.append((before[-1], after[0], tiny.slots[s]))
+    assert pairs
+    for g0, g1, box in pairs:
+        assert float(np.abs(crop(images[g1], box) - crop(images[g0], box)).mean()) > 15
 
 
 def test_arms_hide_slots_and_make_them_null(tiny: SynthResult) -> None:
@@ -166,8 +176,9 @@ def cli(argv: list[str]) -> int:
 
 def test_cli_footage_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    argv = ["footage", "synth", "--tiny", "--out", str(out), "--frames", "5", "--slots", "1x3",
-            "--size", "240x160", "--seed", "2", "--camera", "aisle-4", "--quiet"]
+    argv = ["footage", "synth", "--tiny", "--out", str(out)]
+    argv += ["--frames", "5", "--slots", "1x3", "--size", "240x160"]
+    argv += ["--seed", "2", "--camera", "aisle-4", "--quiet"]
     assert cli(argv) == 0
     config = tomllib.loads((out / "camera.toml").read_text())
     assert len(config["cameras"]["aisle-4"]["slots"]) == 3

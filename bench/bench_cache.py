@@ -1,0 +1,160 @@
+"""The same shelf footage through the recognizer with no cache and with ShelfSense's cache, in one run.
+
+Footage: `--shelves` shelves of 8 different grocery products (2x4 slots, 640x480), each shown `--repeats`
+times as a fixed camera would send it (1 px shake, +-6 % light, sensor noise, JPEG 70-90). Reports per-frame
+cost of hit frames (every slot from cache) and miss frames (every slot inferred) with the breakdown, the hit
+rate, and the ratio, all measured side by side.
+
+    .venv/bin/python bench/bench_cache.py [--model M --labels L] [--shelves 12 --repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shelfsense.config import parse_config  # noqa: E402
+from shelfsense.recognizer import Recognizer  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+def shelves(n: int, seed: int = 0) -> list[np.ndarray]:
+    data = SHARED / "datasets" / "grocery-store"
+    lines = (data / "val.txt").read_text().splitlines()
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(lines), size=n * 8, replace=False)
+    frames = []
+    for s in range(n):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        for i in range(8):
+            img = cv2.imread(str(data / lines[picks[s * 8 + i]].split(",")[0]))
+            r, c = divmod(i, 4)
+            frame[r * 240 : (r + 1) * 240, c * 160 : (c + 1) * 160] = cv2.resize(
+                img, (160, 240), interpolation=cv2.INTER_AREA
+            )
+        frames.append(frame)
+    return frames
+
+
+def footage(n_shelves: int, repeats: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in shelves(n_shelves, seed):
+        for _ in range(repeats):
+            dy, dx = rng.integers(-1, 2, size=2)
+            moved = np.roll(frame, (int(dy), int(dx)), axis=(0, 1)).astype(np.float32)
+            lit = moved * rng.uniform(0.94, 1.06) + rng.normal(0, 2.5, frame.shape)
+            ok, buf = cv2.imencode(
+                ".jpg", np.clip(lit, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 91))]
+            )
+            out.append(buf.tobytes())
+    return out
+
+
+def pct(values: list[float], q: int) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def run(mode: str, frames: list[bytes], model: dict, cache_dir: Path, threads: int) -> dict:
+    config = parse_config(
+        {
+            "model": {**model, "threads": threads},
+            "cache": {"enabled": mode != "no cache", "disk_path": str(cache_dir)},
+            "cameras": {"shelf": {"grid": {"rows": 2, "cols": 4}}},
+        }
+    )
+    r = await Recognizer.create(config)
+    try:
+        await r.recognize("shelf", frames[0])  # warm the interpreters; not counted
+        if r.cache is not None:  # and forget what the warm-up stored
+            await r.close()
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            r = await Recognizer.create(config)
+        results = []
+        for data in tqdm(frames, desc=mode, unit="frame", file=sys.stderr, leave=False):
+            results.append(await r.recognize("shelf", data))
+        invokes = r.pool.invokes
+    finally:
+        await r.close()
+    hit = [x for x in results if x.all_hits]
+    miss = [x for x in results if all(s.cache == "miss" for s in x.slots)]
+    slots = [s for x in results for s in x.slots]
+
+    def breakdown(rows):
+        return {k: pct([x.timings()[k] for x in rows], 50) for k in ("decode", "hash", "lookup", "inference", "total")}
+
+    return {
+        "mode": mode,
+        "frames": len(results),
+        "fps": len(results) / (sum(x.latency_ms for x in results) / 1000.0),
+        "inferences": invokes,
+        "hit_rate": sum(s.cache in ("memory", "disk") for s in slots) / len(slots),
+        "hit": {
+            "n": len(hit),
+            "p50": pct([x.latency_ms for x in hit], 50),
+            "p99": pct([x.latency_ms for x in hit], 99),
+            "parts": breakdown(hit) if hit else None,
+        },
+        "miss": {
+            "n": len(miss),
+            "p50": pct([x.latency_ms for x in miss], 50),
+            "p99": pct([x.latency_ms for x in miss], 99),
+            "parts": breakdown(miss),
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
+    ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    ap.add_argument("--shelves", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    frames = footage(args.shelves, args.repeats)
+    model = {"path": args.model, "labels": args.labels}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [
+            asyncio.run(run(mode, frames, model, Path(tmp) / "cache", args.threads)) for mode in ("no cache", "cache")
+        ]
+    base, ours = rows
+    print(
+        f"\n{len(frames)} frames of 8 slots (640x480), {args.shelves} shelves x {args.repeats} views, "
+        f"model {Path(args.model).name}, {args.threads} inference threads\n"
+    )
+    print("| mode | frames/s | slot inferences | hit rate | hit frame P50 / P99 ms | miss frame P50 / P99 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        hit = f"{r['hit']['p50']:.2f} / {r['hit']['p99']:.2f} (n={r['hit']['n']})" if r["hit"]["n"] else "-"
+        print(
+            f"| {r['mode']} | {r['fps']:.1f} | {r['inferences']} | {r['hit_rate']:.1%} | {hit} | "
+            f"{r['miss']['p50']:.2f} / {r['miss']['p99']:.2f} (n={r['miss']['n']}) |"
+        )
+    print("\nP50 breakdown, ms per frame (cache run):\n")
+    print("| path | decode | hash (8 slots) | lookup | inference | total |")
+    print("|---|---|---|---|---|---|")
+    for path in ("hit", "miss"):
+        p = ours[path]["parts"]
+        cells = " | ".join(f"{p[k]:.2f}" for k in ("decode", "hash", "lookup", "inference", "total"))
+        print(f"| {path} | {cells} |")
+    print(
+        f"\nmiss/hit frame cost (P50, same run): {ours['miss']['p50'] / ours['hit']['p50']:.1f}x; "
+        f"throughput cache/no-cache: {ours['fps'] / base['fps']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

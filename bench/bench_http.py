@@ -1,0 +1,207 @@
+"""HTTP load on loopback: many cameras posting to a real `shelfsense serve` process.
+
+Measures, in one run:
+  * the hit path (every slot cached) and the miss path (cache off, every slot inferred): client-side and
+    server-side latency P50/P99 at a modest load;
+  * the highest total frame rate the hit path holds without errors (offered rate stepped up until the achieved
+    rate falls below 95 % of it, or any request fails);
+  * the hit path's server P50 next to the cost of decoding the same JPEG alone (the floor).
+
+    .venv/bin/python bench/bench_http.py [--cameras 16] [--model M --labels L]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench_cache import shelves  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path, cameras: int, model: str, labels: str, cache: bool) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cams = "\n".join(f"[cameras.cam-{i}]\ngrid = {{ rows = 2, cols = 4 }}\n" for i in range(cameras))
+    cfg = tmp / f"bench-{port}.toml"
+    cfg.write_text(
+        f'[server]\nmax_pending_frames = 256\n[model]\npath = "{model}"\nlabels = "{labels}"\nqueue_size = 4096\n'
+        f'[cache]\nenabled = {"true" if cache else "false"}\ndisk_path = "{tmp / f"cache-{port}"}"\n{cams}'
+    )
+    proc = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "shelfsense"),
+            "serve",
+            "--config",
+            str(cfg),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def wait_ready(url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            try:
+                async with s.get(url + "/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: float, seconds: float) -> dict:
+    """Each camera posts at its pace (one request in flight, like a real camera); returns latencies and errors."""
+    client_ms, server_ms, errors, sent = [], [], 0, 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=cameras + 4)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def camera(i: int) -> None:
+            nonlocal errors, sent
+            period = 1.0 / fps_per_camera
+            next_at = time.monotonic() + (i / cameras) * period
+            n = i
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if next_at > now:
+                    await asyncio.sleep(next_at - now)
+                next_at += period
+                body = frames[n % len(frames)]
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(
+                        f"{url}/v1/frames/cam-{i}", data=body, headers={"Content-Type": "image/jpeg"}
+                    ) as r:
+                        payload = await r.json()
+                        sent += 1
+                        if r.status != 200:
+                            errors += 1
+                            continue
+                except aiohttp.ClientError:
+                    errors += 1
+                    continue
+                client_ms.append((time.perf_counter() - t0) * 1000.0)
+                server_ms.append(payload["latency_ms"])
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(camera(i) for i in range(cameras)))
+        elapsed = time.monotonic() - t0
+    return {
+        "sent": sent,
+        "ok": len(client_ms),
+        "errors": errors,
+        "achieved_fps": len(client_ms) / elapsed,
+        "offered_fps": cameras * fps_per_camera,
+        "client_ms": client_ms,
+        "server_ms": server_ms,
+    }
+
+
+def p(values: list[float], q: int) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    frames_raw = shelves(4)
+    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for f in frames_raw]
+    decode = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+        decode.append((time.perf_counter() - t0) * 1000.0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        try:
+            hit_proc, hit_url = start_server(Path(tmp), args.cameras, args.model, args.labels, cache=True)
+            miss_proc, miss_url = start_server(Path(tmp), args.cameras, args.model, args.labels, cache=False)
+            procs = [hit_proc, miss_proc]
+            await asyncio.gather(wait_ready(hit_url), wait_ready(miss_url))
+            await load(hit_url, jpegs, 1, 50, 1.0)  # fill the cache with the footage
+            hit = await load(hit_url, jpegs, args.cameras, 1.0, args.seconds)
+            miss = await load(miss_url, jpegs, min(args.cameras, 4), 0.5, args.seconds)
+            steps = []
+            for fps in args.steps:
+                r = await load(hit_url, jpegs, args.cameras, fps / args.cameras, args.step_seconds)
+                steps.append(r)
+                if r["errors"] or r["achieved_fps"] < 0.95 * r["offered_fps"]:
+                    break
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+
+    print(
+        f"\nloopback, {args.cameras} cameras, 8-slot 640x480 JPEG frames, model {Path(args.model).name}, "
+        f"{os.cpu_count()} cores shared by client and server\n"
+    )
+    print("| path | frames ok / sent | client P50 / P99 ms | server P50 / P99 ms |")
+    print("|---|---|---|---|")
+    for name, r in (("hit (every slot cached)", hit), ("miss (cache off, 8 inferences)", miss)):
+        print(
+            f"| {name} | {r['ok']} / {r['sent']} | {p(r['client_ms'], 50):.2f} / {p(r['client_ms'], 99):.2f} | "
+            f"{p(r['server_ms'], 50):.2f} / {p(r['server_ms'], 99):.2f} |"
+        )
+    print("\n| offered fps (hit path) | achieved fps | errors | client P50 / P99 ms | server P50 / P99 ms |")
+    print("|---|---|---|---|---|")
+    held = 0.0
+    for r in steps:
+        ok = not r["errors"] and r["achieved_fps"] >= 0.95 * r["offered_fps"]
+        held = max(held, r["offered_fps"]) if ok else held
+        print(
+            f"| {r['offered_fps']:.0f} | {r['achieved_fps']:.1f} | {r['errors']} | {p(r['client_ms'], 50):.2f} / "
+            f"{p(r['client_ms'], 99):.2f} | {p(r['server_ms'], 50):.2f} / {p(r['server_ms'], 99):.2f} |"
+        )
+    floor = p(decode, 50)
+    print(f"\nhighest offered rate held without errors: {held:.0f} frames/s")
+    print(
+        f"hit-path server P50 {p(hit['server_ms'], 50):.2f} ms vs decoding the same JPEG alone {floor:.2f} ms "
+        f"({p(hit['server_ms'], 50) / floor:.1f}x the floor); miss/hit server P50: "
+        f"{p(miss['server_ms'], 50) / p(hit['server_ms'], 50):.1f}x"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
+    ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    ap.add_argument("--cameras", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--step-seconds", type=float, default=5.0)
+    ap.add_argument("--steps", type=float, nargs="+", default=[16, 32, 64, 96, 128, 192, 256])
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
