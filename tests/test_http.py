@@ -19,7 +19,7 @@ from shelfsense.app import create_app
 
 @pytest.fixture
 def images(shared_dir: Path) -> dict[str, np.ndarray]:
-    return {p.stem: cv2.imread(str(p)) for p in sorted((shared_dir / "images").iterdir())}
+    return {p.stem: cv2.imread(str(p)) for p in sorted((shared_dir / "images").glob("*.[bj][mp]*"))}
 
 
 @pytest.fixture

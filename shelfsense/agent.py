@@ -1,0 +1,530 @@
+"""`shelfsense camera`: the agent that runs on a smart-shelf camera and posts its frames to ShelfSense.
+
+Two tasks share one latest-frame slot. The grabber takes a frame every 1/fps seconds and overwrites the
+slot; the sender takes whatever is newest and POSTs it. A slow or absent server therefore costs stale
+frames (counted as dropped), never memory: at most one frame waits, one is in flight. Failed posts are
+retried with capped exponential backoff plus jitter; while backing off, a newer frame replaces the one
+held, because a shelf camera's old picture is worth nothing once a newer one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .footage import Footage, check_camera_id, open_footage
+from .record import Source, SourceError, encode_jpeg, open_capture, parse_source, sample_frames
+
+log = logging.getLogger(__name__)
+
+# Errors a restart or a network blip causes; after one of them a success counts as a reconnect.
+CONNECTION_KINDS = frozenset({"connect", "disconnected", "timeout"})
+# HTTP statuses that mean "try again later"; any other 4xx will not get better by resending the frame.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class AgentStats:
+    """Counters of one agent run.
+
+    grabbed: frames taken from the source. sent: frames POSTed at least once. ok: frames answered 200.
+    failed: sent frames that never got a 200 (not retryable, or retries exhausted). dropped: stale frames
+    replaced by a newer one before being sent. attempts: POSTs made; retries: POSTs made after a failed
+    one. errors: failed POSTs by kind (connect, disconnected, timeout, http_<status>). reconnects: successes
+    right after connection-level failures. max_waiting: most frames ever waiting in the slot (1 by design).
+    """
+
+    grabbed: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    dropped: int = 0
+    attempts: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    source_errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    max_waiting: int = 0
+    max_attempts_per_frame: int = 0
+    backoff_s: float = 0.0  # the last backoff delay chosen
+    latency_ms: list[float] = field(default_factory=list, repr=False)  # since the last summary only
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "grabbed": self.grabbed,
+            "sent": self.sent,
+            "ok": self.ok,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "reconnects": self.reconnects,
+            "source_errors": self.source_errors,
+            "errors": dict(self.errors),
+        }
+
+    def line(self) -> str:
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{self.grabbed} grabbed, {self.sent} sent, {self.ok} ok, {self.failed} failed, {self.dropped} dropped, "
+            f"{self.retries} retries, {self.reconnects} reconnects; errors: {errors}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Grabbed:
+    number: int  # 0-based grab counter
+    data: bytes
+    content_type: str
+
+
+class LatestFrame:
+    """A slot of size one: put() overwrites (counting the frame it replaces), take() waits for the newest."""
+
+    def __init__(self, stats: AgentStats) -> None:
+        self._frame: Grabbed | None = None
+        self._ready = asyncio.Event()
+        self._stats = stats
+
+    def put(self, frame: Grabbed) -> None:
+        if self._frame is not None:
+            self._stats.dropped += 1
+        self._frame = frame
+        self._ready.set()
+        self._stats.max_waiting = max(self._stats.max_waiting, len(self))
+
+    def take_nowait(self) -> Grabbed | None:
+        frame, self._frame = self._frame, None
+        self._ready.clear()
+        return frame
+
+    async def take(self) -> Grabbed:
+        await self._ready.wait()
+        frame = self.take_nowait()
+        assert frame is not None
+        return frame
+
+    def __len__(self) -> int:
+        return 0 if self._frame is None else 1
+
+
+class FrameSource:
+    """Frames as (t seconds since start, encoded bytes, content type) from a blocking iterator.
+
+    Capture sources (devices, streams, video files) go through OpenCV and are JPEG-encoded; footage
+    folders (recordings, folders of frames) are sent as stored, one every 1/fps seconds, which makes them
+    a camera stand-in for tests. Files and footage can loop; live sources run until they fail.
+    """
+
+    def __init__(self, source: str, *, fps: float, jpeg_quality: int = 85, loop: bool = False) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.fps = fps
+        self.jpeg_quality = jpeg_quality
+        self.loop = loop
+        self.footage: Footage | None = None
+        self.capture: Source | None = None
+        path = Path(source)
+        if not source.isdigit() and path.is_dir():
+            self.footage = open_footage(path, fps=fps, jpeg_quality=jpeg_quality)
+        else:
+            self.capture = parse_source(source)
+            open_capture(self.capture).release()  # fail now, with the reason, rather than inside the run
+        self.name = str(source)
+
+    @property
+    def live(self) -> bool:
+        return self.capture is not None and self.capture.live
+
+    def frames(self) -> Iterator[tuple[float, bytes, str]]:
+        offset = 0.0
+        while True:
+            t = 0.0
+            for t, data, ctype in self._pass():
+                yield offset + t, data, ctype
+            if not self.loop or self.live:
+                return
+            offset += t + 1.0 / self.fps
+
+    def _pass(self) -> Iterator[tuple[float, bytes, str]]:
+        if self.footage is not None:
+            for i, frame in enumerate(self.footage):
+                yield i / self.fps, frame.data, frame.content_type
+            return
+        assert self.capture is not None
+        cap = open_capture(self.capture)
+        try:
+            for t, image in sample_frames(cap, self.capture, fps=self.fps):
+                yield t, encode_jpeg(image, self.jpeg_quality), "image/jpeg"
+        finally:
+            cap.release()
+
+    def close(self) -> None:
+        if self.footage is not None:
+            self.footage.close()
+
+
+class CameraAgent:
+    def __init__(
+        self,
+        source: FrameSource,
+        url: str,
+        camera: str,
+        *,
+        token: str = "",
+        max_retries: int = 3,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 10.0,
+        timeout_s: float = 10.0,
+        summary_s: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        check_camera_id(camera)
+        if max_retries < 0 or backoff_base_s <= 0 or backoff_cap_s < backoff_base_s:
+            raise ValueError("need max_retries >= 0 and 0 < backoff_base_s <= backoff_cap_s")
+        self.source = source
+        self.url = f"{url.rstrip('/')}/v1/frames/{camera}"
+        self.camera = camera
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.timeout_s = timeout_s
+        self.summary_s = summary_s
+        self.rng = rng or random.Random()
+        self.stats = AgentStats()
+        self.slot = LatestFrame(self.stats)
+        self._grabber_done = asyncio.Event()
+        self._warned: set[str] = set()
+
+    def backoff(self, failures: int, retry_after: float | None = None) -> float:
+        """Exponential in consecutive failures, capped, with jitter so restarted servers are not stampeded."""
+        delay = min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** max(0, failures - 1))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_cap_s))
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    async def run(self, stop: asyncio.Event, max_frames: int | None = None) -> AgentStats:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shelfsense-grab-{self.camera}")
+        grabber = asyncio.create_task(self._grab(stop, executor), name="shelfsense-grabber")
+        summary = asyncio.create_task(self._summaries(stop), name="shelfsense-agent-summary")
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+            async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
+                await self._send(session, stop, max_frames)
+        finally:
+            stop.set()
+            for task in (grabber, summary):
+                task.cancel()
+            for task in (grabber, summary):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            # A capture read in progress finishes on its own (bounded by the source's timeouts).
+            executor.shutdown(wait=False, cancel_futures=True)
+            self.source.close()
+        log.info("camera %s stopped: %s", self.camera, self.stats.line())
+        return self.stats
+
+    async def _grab(self, stop: asyncio.Event, executor: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        number = 0
+        try:
+            while not stop.is_set():
+                frames = self.source.frames()
+                start = loop.time()
+                try:
+                    while not stop.is_set():
+                        item = await loop.run_in_executor(executor, next, frames, None)
+                        if item is None:
+                            return  # a file or footage without --loop has ended
+                        t, data, ctype = item
+                        # Files and footage would be read as fast as the disk allows: pace them like a camera.
+                        if not self.source.live and await _wait(stop, start + t - loop.time()):
+                            return
+                        self.stats.grabbed += 1
+                        self.slot.put(Grabbed(number, data, ctype))
+                        number += 1
+                        failures = 0
+                except SourceError as exc:
+                    # A camera unplugged or a stream dropped: reopen it, backing off like the sender does.
+                    self.stats.source_errors += 1
+                    failures += 1
+                    delay = self.backoff(failures)
+                    log.warning("camera %s: %s; reopening in %.1f s", self.camera, exc, delay)
+                    if await _wait(stop, delay):
+                        return
+                finally:
+                    await loop.run_in_executor(executor, frames.close)
+        finally:
+            self._grabber_done.set()
+
+    async def _next_frame(self, stop: asyncio.Event) -> Grabbed | None:
+        """The newest frame, or None when stopped or when the source has ended and nothing is left."""
+        if len(self.slot):
+            return self.slot.take_nowait()
+        waits = [asyncio.ensure_future(w) for w in (self.slot.take(), stop.wait(), self._grabber_done.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if waits[0].done() and not waits[0].cancelled() and waits[0].exception() is None:
+            return waits[0].result()
+        if stop.is_set():
+            return None
+        return self.slot.take_nowait()  # the grabber ended: send what it left, if anything
+
+    async def _send(self, session: aiohttp.ClientSession, stop: asyncio.Event, max_frames: int | None) -> None:
+        failures = 0  # consecutive failed POSTs, whatever frame they carried
+        link_down = False
+        retry_after: float | None = None
+        done = 0
+        while max_frames is None or done < max_frames:
+            frame = await self._next_frame(stop)
+            if frame is None:
+                return
+            attempts = 0
+            while True:
+                if failures:
+                    delay = self.backoff(failures, retry_after)
+                    self.stats.backoff_s = delay
+                    if await _wait(stop, delay):
+                        return
+                    newer = self.slot.take_nowait()
+                    if newer is not None:
+                        self.stats.dropped += 1  # the held frame went stale while we waited
+                        frame, attempts = newer, 0
+                    self.stats.retries += 1
+                if attempts == 0:
+                    self.stats.sent += 1
+                attempts += 1
+                self.stats.attempts += 1
+                self.stats.max_attempts_per_frame = max(self.stats.max_attempts_per_frame, attempts)
+                kind, retry_after = await self._post(session, frame)
+                if kind is None:
+                    self.stats.ok += 1
+                    if link_down:
+                        self.stats.reconnects += 1
+                        log.info("camera %s: server reachable again", self.camera)
+                    failures, link_down = 0, False
+                    break
+                self.stats.errors[kind] += 1
+                status = int(kind[5:]) if kind.startswith("http_") else None
+                if status is not None and status not in RETRY_STATUSES:
+                    self.stats.failed += 1
+                    failures, link_down = 0, False  # the server answered: it is up, the frame is the problem
+                    break
+                failures += 1
+                link_down = link_down or kind in CONNECTION_KINDS
+                if attempts > self.max_retries:
+                    self.stats.failed += 1
+                    break
+            done += 1
+
+    async def _post(self, session: aiohttp.ClientSession, frame: Grabbed) -> tuple[str | None, float | None]:
+        """POST one frame: (None, None) on 200, else (error kind, Retry-After seconds or None)."""
+        t0 = time.perf_counter()
+        try:
+            async with session.post(self.url, data=frame.data, headers={"Content-Type": frame.content_type}) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = _seconds(resp.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            return self._failed(frame, "connect", exc), None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            return self._failed(frame, "disconnected", exc), None
+        except TimeoutError as exc:
+            return self._failed(frame, "timeout", exc), None
+        except aiohttp.ClientError as exc:
+            return self._failed(frame, "client", exc), None
+        ms = (time.perf_counter() - t0) * 1000.0
+        if status == 200:
+            self.stats.latency_ms.append(ms)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("camera %s frame %d: 200 in %.1f ms %s", self.camera, frame.number, ms, _brief(body))
+            return None, None
+        kind = f"http_{status}"
+        detail = body[:200].decode("utf-8", "replace")
+        if status in RETRY_STATUSES:
+            log.debug("camera %s frame %d: %d in %.1f ms: %s", self.camera, frame.number, status, ms, detail)
+        elif kind not in self._warned:
+            # A wrong token or an unknown camera will not fix itself: say it loudly, once.
+            self._warned.add(kind)
+            log.error("camera %s: server refused a frame with %d: %s", self.camera, status, detail)
+        return kind, retry_after
+
+    def _failed(self, frame: Grabbed, kind: str, exc: BaseException) -> str:
+        log.debug("camera %s frame %d: %s (%s)", self.camera, frame.number, kind, exc or type(exc).__name__)
+        return kind
+
+    async def _summaries(self, stop: asyncio.Event) -> None:
+        last = AgentStats()
+        while not await _wait(stop, self.summary_s):
+            s = self.stats
+            lat = sorted(s.latency_ms)
+            s.latency_ms = []
+            p50 = f"{lat[len(lat) // 2]:.0f} ms" if lat else "-"
+            log.info(
+                "camera %s, last %.0f s: %d sent, %d ok, %d failed, %d dropped, %d retries, p50 %s | total: %s",
+                self.camera,
+                self.summary_s,
+                s.sent - last.sent,
+                s.ok - last.ok,
+                s.failed - last.failed,
+                s.dropped - last.dropped,
+                s.retries - last.retries,
+                p50,
+                s.line(),
+            )
+            last = AgentStats(sent=s.sent, ok=s.ok, failed=s.failed, dropped=s.dropped, retries=s.retries)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True as soon as `stop` is set."""
+    if stop.is_set():
+        return True
+    if seconds <= 0:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # an HTTP-date Retry-After: the backoff decides alone
+
+
+def _brief(body: bytes) -> str:
+    import json
+
+    try:
+        data = json.loads(body)
+        slots = data.get("slots", [])
+        hits = sum(s.get("cache") in ("memory", "disk") for s in slots)
+        return f"(server frame {data.get('frame')}, {len(slots)} slots, {hits} cached, {data.get('latency_ms')} ms)"
+    except (ValueError, AttributeError):
+        return ""
+
+
+async def run_agent(
+    source: str | FrameSource,
+    url: str,
+    camera: str,
+    *,
+    fps: float = 2.0,
+    token: str = "",
+    jpeg_quality: int = 85,
+    loop: bool = False,
+    stop: asyncio.Event | None = None,
+    max_frames: int | None = None,
+    max_retries: int = 3,
+    backoff_base_s: float = 0.5,
+    backoff_cap_s: float = 10.0,
+    timeout_s: float = 10.0,
+    summary_s: float = 10.0,
+    agent_out: list[CameraAgent] | None = None,
+) -> AgentStats:
+    """Run a camera agent until `stop` is set, `max_frames` frames were sent, or a non-looping source ends.
+
+    `agent_out`, when given, receives the CameraAgent so a caller can watch its slot while it runs.
+    """
+    if not isinstance(source, FrameSource):
+        source = FrameSource(source, fps=fps, jpeg_quality=jpeg_quality, loop=loop)
+    agent = CameraAgent(
+        source,
+        url,
+        camera,
+        token=token,
+        max_retries=max_retries,
+        backoff_base_s=backoff_base_s,
+        backoff_cap_s=backoff_cap_s,
+        timeout_s=timeout_s,
+        summary_s=summary_s,
+    )
+    if agent_out is not None:
+        agent_out.append(agent)
+    return await agent.run(stop or asyncio.Event(), max_frames)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "camera",
+        help="run the camera agent: grab frames and post them to a ShelfSense server",
+        description=(
+            "Grab frames from --source at --fps and POST them to --url as camera --camera, dropping stale frames "
+            "and retrying through server restarts. Stops on Ctrl-C / SIGTERM."
+        ),
+    )
+    p.add_argument(
+        "--source", required=True, help="V4L2 device (0, /dev/video0), RTSP/HTTP URL, video file or footage folder"
+    )
+    p.add_argument("--url", required=True, help="server base URL, e.g. http://shelfpi.local:8080")
+    p.add_argument("--camera", required=True, help="camera id as configured on the server")
+    p.add_argument("--fps", type=float, default=2.0, help="frames per second to send (default 2)")
+    p.add_argument("--token", default="", help="the camera's bearer token, if the server sets one")
+    p.add_argument("--jpeg-quality", type=int, default=85)
+    p.add_argument("--loop", action="store_true", help="replay a video file or footage folder endlessly")
+    p.add_argument("--max-frames", type=int, help="stop after sending this many frames")
+    p.add_argument("--max-retries", type=int, default=3, help="retries per frame before it is given up")
+    p.add_argument("--backoff-cap", type=float, default=10.0, help="longest wait between retries, seconds")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--summary-every", type=float, default=10.0, help="seconds between summary log lines")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not 1 <= args.jpeg_quality <= 100:
+        print(f"shelfsense camera: --jpeg-quality must be within 1..100, got {args.jpeg_quality}", file=sys.stderr)
+        return 2
+    try:
+        source = FrameSource(args.source, fps=args.fps, jpeg_quality=args.jpeg_quality, loop=args.loop)
+        check_camera_id(args.camera)
+    except (ValueError, OSError) as exc:
+        print(f"shelfsense camera: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> AgentStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await run_agent(
+                source,
+                args.url,
+                args.camera,
+                token=args.token,
+                stop=stop,
+                max_frames=args.max_frames,
+                max_retries=args.max_retries,
+                backoff_base_s=min(0.5, args.backoff_cap),
+                backoff_cap_s=args.backoff_cap,
+                timeout_s=args.timeout,
+                summary_s=args.summary_every,
+            )
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    stats = asyncio.run(main())
+    print(f"camera {args.camera}: {stats.line()}", file=sys.stderr)
+    return 0 if stats.ok or not stats.sent else 1
