@@ -42,10 +42,12 @@ class AgentStats:
     """Counters of one agent run.
 
     grabbed: frames taken from the source. sent: frames POSTed at least once. ok: frames answered 200.
-    failed: sent frames that never got a 200 (not retryable, or retries exhausted). dropped: stale frames
-    replaced by a newer one before being sent. attempts: POSTs made; retries: POSTs made after a failed
-    one. errors: failed POSTs by kind (connect, disconnected, timeout, http_<status>). reconnects: successes
-    right after connection-level failures. max_waiting: most frames ever waiting in the slot (1 by design).
+    failed: sent frames that never got a 200 (not retryable, retries exhausted, or a newer frame took over
+    during the backoff). dropped: stale frames replaced by a newer one before being sent, so
+    grabbed = sent + dropped + (at most 2: one waiting, one held when the agent stopped).
+    attempts: POSTs made; retries: POSTs made after a failed one. errors: failed POSTs by kind (connect,
+    disconnected, timeout, http_<status>). reconnects: answers right after connection-level failures.
+    max_waiting: most frames ever waiting in the slot (1 by design).
     """
 
     grabbed: int = 0
@@ -130,7 +132,8 @@ class FrameSource:
     a camera stand-in for tests. Files and footage can loop; live sources run until they fail.
     """
 
-    def __init__(self, source: str, *, fps: float, jpeg_quality: int = 85, loop: bool = False) -> None:
+    def __init__(self, source: str | Path, *, fps: float, jpeg_quality: int = 85, loop: bool = False) -> None:
+        source = str(source)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
@@ -308,7 +311,11 @@ class CameraAgent:
                         return
                     newer = self.slot.take_nowait()
                     if newer is not None:
-                        self.stats.dropped += 1  # the held frame went stale while we waited
+                        # The held frame went stale while we waited: given up if it was tried, else dropped.
+                        if attempts:
+                            self.stats.failed += 1
+                        else:
+                            self.stats.dropped += 1
                         frame, attempts = newer, 0
                     self.stats.retries += 1
                 if attempts == 0:
@@ -317,18 +324,20 @@ class CameraAgent:
                 self.stats.attempts += 1
                 self.stats.max_attempts_per_frame = max(self.stats.max_attempts_per_frame, attempts)
                 kind, retry_after = await self._post(session, frame)
+                if link_down and (kind is None or kind.startswith("http_")):
+                    # Any answer means the server is back, even one refusing this frame.
+                    self.stats.reconnects += 1
+                    link_down = False
+                    log.info("camera %s: server reachable again", self.camera)
                 if kind is None:
                     self.stats.ok += 1
-                    if link_down:
-                        self.stats.reconnects += 1
-                        log.info("camera %s: server reachable again", self.camera)
-                    failures, link_down = 0, False
+                    failures = 0
                     break
                 self.stats.errors[kind] += 1
                 status = int(kind[5:]) if kind.startswith("http_") else None
                 if status is not None and status not in RETRY_STATUSES:
                     self.stats.failed += 1
-                    failures, link_down = 0, False  # the server answered: it is up, the frame is the problem
+                    failures = 0  # the server is up and answered: the frame or the configuration is the problem
                     break
                 failures += 1
                 link_down = link_down or kind in CONNECTION_KINDS
@@ -426,7 +435,7 @@ def _brief(body: bytes) -> str:
 
 
 async def run_agent(
-    source: str | FrameSource,
+    source: str | Path | FrameSource,
     url: str,
     camera: str,
     *,

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     modeltools.register(sub)
-    for name in ("synth", "tools"):
+    for name in ("synth", "tools", "record", "agent", "replay", "benchmark"):
         try:
             module = __import__(f"shelfsense.{name}", fromlist=["register"])
         except ImportError:  # pragma: no cover - module not present in this build

@@ -238,10 +238,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="capture a camera, stream or video file into a ShelfSense recording",
         description="Capture frames from --source at --fps, JPEG-encode them and write a recording into --out.",
     )
-    p.add_argument("--source", required=True, help="V4L2 device index or path (0, /dev/video0), RTSP/HTTP URL or video file")
-    p.add_argument("--out", type=Path, required=True, help="recording folder (new or empty; an earlier recording is continued)")
+    p.add_argument(
+        "--source", required=True, help="V4L2 device index or path (0, /dev/video0), RTSP/HTTP URL or video file"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="recording folder (new or empty; an earlier recording is continued)"
+    )
     p.add_argument("--fps", type=_positive_float, default=2.0, help="frames kept per second (default 2)")
-    p.add_argument("--duration", type=_positive_float, help="seconds to record (default: until the source ends or Ctrl-C)")
+    p.add_argument(
+        "--duration", type=_positive_float, help="seconds to record (default: until the source ends or Ctrl-C)"
+    )
     p.add_argument("--camera", default="cam-0", help="camera id stored with each frame (default cam-0)")
     p.add_argument("--max-bytes", type=int, help="cap the recording at about this many bytes, oldest segments deleted")
     p.add_argument("--jpeg-quality", type=int, default=90)
