@@ -1,0 +1,134 @@
+"""`shelfsense bench` on tiny synthetic footage with a real (tiny) TFLite classifier: no shared data needed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shelfsense.benchmark import MODES, MotionGate, run_benchmark, thumbnail
+from shelfsense.cli import main
+from shelfsense.config import load_config
+from shelfsense.errors import ConfigError
+from shelfsense.footage import read_truth
+from shelfsense.synth import synthesize
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+FRAMES = 40
+SLOTS = 8
+# The colour model answers which channel dominates a crop; named after the tiny products of those colours,
+# its answers can be scored against synth's truth.
+COLOUR_NAMES = ("red-carton", "green-can", "blue-carton")
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "footage"
+    synthesize(None, out, frames=FRAMES, size=(320, 240), rows=2, cols=4, seed=7, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bench-config")
+    (folder / "labels.txt").write_text("\n".join(COLOUR_NAMES) + "\n")
+    path = folder / "bench.toml"
+    path.write_text(
+        f'[model]\npath = "{FIXTURES / "colour_u8_128.tflite"}"\nlabels = "labels.txt"\nthreads = 2\n'
+        f'[cache]\ndisk_path = "{folder / "must-not-be-used"}"\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(footage: Path, config_file: Path) -> dict:
+    return run_benchmark(footage, config=load_config(config_file), config_given=True, progress=False)
+
+
+def test_every_mode_accounts_for_every_slot(report: dict, config_file: Path) -> None:
+    assert list(report["modes"]) == list(MODES)
+    assert not (config_file.parent / "must-not-be-used").exists()  # each run gets a fresh temporary disk tier
+    assert report["slots_from"].endswith("camera.toml") and len(report["slots"]) == SLOTS
+    for mode, m in report["modes"].items():
+        assert m["frames"] == FRAMES and m["slots"] == FRAMES * SLOTS, mode
+        # inferences are the interpreter's own count; hits are the slot results that did not come from one
+        assert m["inferences"] + m["hits"] == m["slots"], (mode, m["sources"])
+        assert sum(int(v) for v in m["inferred_by_slot"].values()) == m["inferences"], mode
+        assert m["fps"] > 0
+
+
+def test_no_cache_is_the_audit_and_fresh_inference_is_deterministic(report: dict) -> None:
+    base, exact = report["modes"]["no-cache"], report["modes"]["exact"]
+    assert base["inferences"] == FRAMES * SLOTS and base["hits"] == 0
+    assert base["agreement"] == 1.0 and base["disagreements"]["total"] == 0
+    # Sensor noise makes every crop's bytes new, so the exact-bytes cache infers each slot again, and those
+    # second fresh inferences must equal the audit's labels.
+    assert exact["agreement"] == 1.0
+
+
+def test_perceptual_cache_saves_inferences_that_exact_bytes_cannot(report: dict) -> None:
+    modes = report["modes"]
+    ours, exact, gate = modes["perceptual"], modes["exact"], modes["motion"]
+    assert ours["inferences"] < modes["no-cache"]["inferences"]
+    assert ours["hits"] > exact["hits"]
+    assert gate["inferences"] < modes["no-cache"]["inferences"]
+    assert set(ours["sources"]) <= {"miss", "memory", "disk", "coalesced"}
+    assert {c["criterion"] for c in report["acceptance"]} >= {"more hits than the exact-bytes cache"}
+
+
+def test_accuracy_is_scored_against_the_right_frames_and_slots(report: dict, footage: Path) -> None:
+    truth = [s for row in read_truth(footage / "truth.jsonl") for s in row.slots if s is not None]
+    # Only products the colour model has a name for can be right; it names those by their dominant colour.
+    nameable = sum(s in COLOUR_NAMES for s in truth) / len(truth)
+    assert nameable > 0.3  # the seed puts red cartons and green cans on the shelf
+    accuracy = report["modes"]["no-cache"]["accuracy"]
+    assert accuracy["scored"] == len(truth)
+    assert accuracy["rate"] == pytest.approx(nameable, abs=0.05)
+    stability = report["stability"]
+    assert stability["basis"].startswith("truth") and 0 < stability["same"] <= stability["pairs"]
+
+
+def test_motion_gate_reuses_until_the_slot_changes(footage: Path) -> None:
+    import cv2
+    import numpy as np
+
+    still = cv2.imread(str(next((footage / "frames" / "cam-0").glob("*.jpg"))))[20:120, 20:100]
+    gate = MotionGate(1, threshold=15.0)
+    key = thumbnail(still)
+    assert gate.reuse(0, key) is None
+    gate.remember(0, key, [("red-carton", 0.9)])
+    noisy = np.clip(still.astype(np.int16) + np.random.default_rng(0).integers(-3, 4, still.shape), 0, 255)
+    assert gate.reuse(0, thumbnail(noisy.astype(np.uint8))) == [("red-carton", 0.9)]
+    covered = still.copy()
+    covered[:, : still.shape[1] // 2] = 255 - covered[:, : still.shape[1] // 2]
+    assert gate.reuse(0, thumbnail(covered)) is None
+
+
+def test_without_camera_toml_or_truth_one_whole_frame_slot(footage: Path, config_file: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(footage, bare, ignore=shutil.ignore_patterns("camera.toml", "truth.jsonl"))
+    report = run_benchmark(bare, config=load_config(config_file), config_given=True, modes=["no-cache"], progress=False)
+    base = report["modes"]["no-cache"]
+    assert report["slots_from"] == "whole frame" and base["slots"] == FRAMES
+    assert report["truth"] is None and "accuracy" not in base
+    assert report["stability"]["basis"].endswith("(no truth)") and report["stability"]["pairs"] > 0
+    # The truth file names eight slots per frame: against one whole-frame slot it is refused, not misread.
+    with pytest.raises(ConfigError, match="8 slots"):
+        run_benchmark(bare, config=load_config(config_file), truth=footage / "truth.jsonl", progress=False)
+
+
+def test_cli_prints_the_table_and_writes_the_report(
+    footage: Path, config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.json"
+    code = main(
+        ["bench", str(footage), "--config", str(config_file), "--modes", "exact", "--report", str(out), "--quiet"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| mode | frames/s |" in printed and "exact-bytes cache" in printed
+    written = json.loads(out.read_text())
+    assert list(written["modes"]) == ["no-cache", "exact"]
+    assert written["modes"]["exact"]["inferences"] + written["modes"]["exact"]["hits"] == FRAMES * SLOTS
