@@ -18,7 +18,11 @@ import numpy as np
 import scipy.fftpack
 from PIL import Image
 
-# Measured in docs/distance.md: largest colour distance seen between perturbed copies of one photo, with margin.
+# Measured in docs/distance.md (bench/measure_distance.py). The radius covers every perturbed copy seen (max 8,
+# P99 4) while no pair of different products hashed within it passed the colour check; the cache's
+# max_distance default should be this value.
+DEFAULT_MAX_DISTANCE = 8
+# Perturbed copies reached at most 6.9; hue-rotated copies of coloured photos start far above.
 DEFAULT_COLOUR_TOLERANCE = 10
 # The colour signature is the mean Lab colour of each cell of a GRID x GRID partition of the crop.
 COLOUR_GRID = 3
@@ -27,6 +31,14 @@ COLOUR_GRID = 3
 L_WEIGHT = 0.5
 
 _LANCZOS = Image.Resampling.LANCZOS
+
+# A crop whose 32x32 grey thumbnail varies less than this (standard deviation, grey levels) has no picture for
+# a perceptual hash to describe: its bits would be set by sensor noise alone, so an empty shelf back would miss
+# on every frame. Such crops get FLAT_BITS and are told apart by their colour signature only. Measured
+# (docs/distance.md): empty synthetic shelf backs 4.0-5.3; grocery photos and their quadrant crops >= 12.3.
+FLAT_STD = 8.0
+# Far from every real pHash: a median threshold sets about half of the 64 bits, so no real key is within reach.
+FLAT_BITS = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,12 @@ _ALGORITHMS: dict[str, Callable[[np.ndarray, int], int]] = {
 }
 
 
+def is_flat(crop_bgr: np.ndarray) -> bool:
+    """True for a crop with no texture to hash (an empty shelf back, a blank wall): see FLAT_STD."""
+    grey = cv2.cvtColor(cv2.resize(crop_bgr, (32, 32), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    return float(grey.std()) < FLAT_STD
+
+
 def colour_signature(crop_bgr: np.ndarray, grid: int = COLOUR_GRID) -> bytes:
     """Mean OpenCV 8-bit Lab (L*255/100, a+128, b+128) of each cell of a grid x grid partition, row-major."""
     crop = _check_crop(crop_bgr)
@@ -133,7 +151,8 @@ class Hasher:
 
     def key(self, crop_bgr: np.ndarray) -> PerceptualKey:
         crop = _check_crop(crop_bgr)
-        return PerceptualKey(bits=self._hash(crop, self.hash_size), colour=colour_signature(crop))
+        bits = FLAT_BITS if is_flat(crop) else self._hash(crop, self.hash_size)
+        return PerceptualKey(bits=bits, colour=colour_signature(crop))
 
     def colour_matches(self, a: bytes, b: bytes) -> bool:
         """True when two colour signatures are the same product colour (every cell within the tolerance)."""

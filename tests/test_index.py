@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from shelfsense.index import HammingIndex
+from shelfsense.index import DEFAULT_SCAN_LIMIT, HammingIndex, popcount_bytes
+
+# scan_limit=0 builds the substring tables from the first key; the default keeps these small indexes on the scan.
+PATHS = [0, DEFAULT_SCAN_LIMIT]
 
 
 def flip_bits(bits: int, n: int, rng: random.Random) -> int:
@@ -18,9 +22,9 @@ def brute_force(entries: dict[int, set[int]], query: int, radius: int) -> list[t
                   for i in ids)
 
 
-def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int | None = None
-              ) -> tuple[HammingIndex, dict[int, set[int]]]:
-    index = HammingIndex(max_distance, chunks=chunks)
+def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int | None = None,
+              scan_limit: int = 0) -> tuple[HammingIndex, dict[int, set[int]]]:
+    index = HammingIndex(max_distance, chunks=chunks, scan_limit=scan_limit)
     entries: dict[int, set[int]] = {}
     keys: list[int] = []
     for item in range(n):
@@ -37,9 +41,10 @@ def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int 
 
 @pytest.mark.parametrize(("max_distance", "chunks"), [(0, None), (1, None), (3, None), (4, None), (8, None),
                                                      (8, 2), (8, 7), (12, None), (16, None)])
-def test_search_equals_brute_force(max_distance: int, chunks: int | None) -> None:
+@pytest.mark.parametrize("scan_limit", PATHS)
+def test_search_equals_brute_force(max_distance: int, chunks: int | None, scan_limit: int) -> None:
     rng = random.Random(1000 + max_distance)
-    index, entries = populated(max_distance, rng, chunks=chunks)
+    index, entries = populated(max_distance, rng, chunks=chunks, scan_limit=scan_limit)
     keys = list(entries)
     for _ in range(150):
         base = rng.choice(keys)
@@ -49,19 +54,22 @@ def test_search_equals_brute_force(max_distance: int, chunks: int | None) -> Non
         assert index.search(query) == brute_force(entries, query, max_distance)
 
 
-def test_finds_every_key_at_each_exact_distance() -> None:
+@pytest.mark.parametrize("scan_limit", PATHS)
+def test_finds_every_key_at_each_exact_distance(scan_limit: int) -> None:
     rng = random.Random(7)
     for max_distance in (2, 5, 8, 11, 16):
-        index = HammingIndex(max_distance)
+        index = HammingIndex(max_distance, scan_limit=scan_limit)
         query = rng.getrandbits(64)
         for d in range(max_distance + 3):
             index.add(flip_bits(query, d, rng), d)
         assert index.search(query) == [(d, d) for d in range(max_distance + 1)]
 
 
-def test_removals_match_brute_force() -> None:
+@pytest.mark.parametrize("scan_limit", [*PATHS, 1500])
+def test_removals_match_brute_force(scan_limit: int) -> None:
+    # 1500: the tables are built mid-way through adding and must stay right as removals shrink the index.
     rng = random.Random(3)
-    index, entries = populated(8, rng, n=2000)
+    index, entries = populated(8, rng, n=2000, scan_limit=scan_limit)
     pairs = [(k, i) for k, ids in entries.items() for i in ids]
     rng.shuffle(pairs)
     for key, item in pairs[:1200]:
@@ -87,8 +95,9 @@ def test_remove_absent_is_silent() -> None:
     assert index.search(0xFF) == [(0, 1)]
 
 
-def test_duplicate_bits_with_several_ids() -> None:
-    index = HammingIndex(6)
+@pytest.mark.parametrize("scan_limit", PATHS)
+def test_duplicate_bits_with_several_ids(scan_limit: int) -> None:
+    index = HammingIndex(6, scan_limit=scan_limit)
     key = 0x0123_4567_89AB_CDEF
     for item in (5, 3, 9):
         index.add(key, item)
@@ -105,9 +114,10 @@ def test_duplicate_bits_with_several_ids() -> None:
     assert index.search(key) == [(2, 1)]
 
 
-def test_output_sorted_by_distance() -> None:
+@pytest.mark.parametrize("scan_limit", PATHS)
+def test_output_sorted_by_distance(scan_limit: int) -> None:
     rng = random.Random(11)
-    index = HammingIndex(10)
+    index = HammingIndex(10, scan_limit=scan_limit)
     query = rng.getrandbits(64)
     for item in range(200):
         index.add(flip_bits(query, rng.randint(0, 10), rng), item)
@@ -149,3 +159,14 @@ def test_keys_must_be_64_bit(bad: object) -> None:
         index.add(bad, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2\\*\\*64"):
         index.search(bad)  # type: ignore[arg-type]
+
+
+def test_byte_table_popcount_matches_int_bit_count() -> None:
+    rng = random.Random(5)
+    values = [0, 1, (1 << 64) - 1, 1 << 63] + [rng.getrandbits(64) for _ in range(500)]
+    assert popcount_bytes(np.array(values, dtype=np.uint64)).tolist() == [v.bit_count() for v in values]
+
+
+def test_bad_scan_limit_rejected() -> None:
+    with pytest.raises(ValueError, match="scan_limit"):
+        HammingIndex(8, scan_limit=-1)

@@ -222,3 +222,21 @@ async def test_frame_result_breakdown(make_config, shared_dir: Path) -> None:
         assert [s.box for s in res.slots][:2] == [(0, 0, 160, 240), (160, 0, 160, 240)]
     finally:
         await r.close()
+
+
+async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_config) -> None:
+    """A textureless slot (product taken) has no picture to hash: its key is its colour, stable under noise."""
+    r = await Recognizer.create(make_config())
+    rng = np.random.default_rng(3)
+
+    def empty_slot(bgr: tuple[int, int, int]) -> bytes:
+        back = np.full((240, 160, 3), bgr, np.float32) + rng.normal(0, 3, (240, 160, 3))
+        return jpeg(np.clip(back, 0, 255).astype(np.uint8), int(rng.integers(70, 90)))
+
+    try:
+        tiers = [(await r.recognize("one", empty_slot((60, 70, 80)))).slots[0].cache for _ in range(6)]
+        assert tiers == ["miss"] + ["memory"] * 5
+        assert (await r.recognize("one", empty_slot((40, 160, 200)))).slots[0].cache == "miss"  # another colour
+        assert r.pool.invokes == 2
+    finally:
+        await r.close()
