@@ -198,19 +198,6 @@ def _frames(setup: Setup, mode: str, progress: bool) -> Iterator[Frame]:
         footage.close()
 
 
-def _pool(config: Config) -> InferencePool:
-    m = config.model
-    return InferencePool(
-        m.path,
-        m.labels,
-        backend=m.runtime,
-        threads=m.threads,
-        interpreter_threads=m.interpreter_threads,
-        top_k=m.top_k,
-        queue_size=m.queue_size,
-    )
-
-
 async def _warm(pool: InferencePool, setup: Setup) -> int:
     """Load every worker's interpreter before the clock starts; returns the pool's count to subtract."""
     _, _, w, h = setup.boxes[0]
@@ -326,7 +313,7 @@ async def _run_strategy(mode: str, setup: Setup, strategy: _Strategy, progress: 
     camera = setup.config.cameras[setup.camera]
     run = ModeRun(mode)
     loop = asyncio.get_running_loop()
-    pool = await loop.run_in_executor(None, _pool, setup.config)
+    pool = await loop.run_in_executor(None, InferencePool.from_config, setup.config.model)
     try:
         start = await _warm(pool, setup)
         for frame in _frames(setup, mode, progress):

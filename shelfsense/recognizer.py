@@ -110,20 +110,8 @@ class Recognizer:
     @classmethod
     async def create(cls, config: Config) -> Recognizer:
         """Load the model (in a thread: it reads and hashes the file) and open the cache tiers."""
-        m = config.model
         loop = asyncio.get_running_loop()
-        pool = await loop.run_in_executor(
-            None,
-            lambda: InferencePool(
-                m.path,
-                m.labels,
-                backend=m.runtime,
-                threads=m.threads,
-                interpreter_threads=m.interpreter_threads,
-                top_k=m.top_k,
-                queue_size=m.queue_size,
-            ),
-        )
+        pool = await loop.run_in_executor(None, InferencePool.from_config, config.model)
         c = config.cache
         hasher = Hasher(c.hash, colour_tolerance=c.colour_tolerance)
         cache = None

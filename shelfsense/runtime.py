@@ -17,12 +17,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .errors import ModelError, OverloadedError
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 BACKENDS = {  # config name -> (module with Interpreter, distribution for its version)
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -248,6 +251,18 @@ class InferencePool:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shelfsense-infer")
         self.pending = 0
+
+    @classmethod
+    def from_config(cls, model: ModelConfig) -> InferencePool:
+        return cls(
+            model.path,
+            model.labels,
+            backend=model.runtime,
+            threads=model.threads,
+            interpreter_threads=model.interpreter_threads,
+            top_k=model.top_k,
+            queue_size=model.queue_size,
+        )
 
     @property
     def invokes(self) -> int:

@@ -90,3 +90,27 @@ def make_config(mobilenet_v2: Path, imagenet_labels: Path, tmp_path: Path):
         return parse_config(data, base_dir=tmp_path)
 
     return make
+
+
+FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"
+
+
+def colour_config(tmp_path: Path, cameras: dict, **server: object):
+    """Config on the tiny fixture classifier (red/green/blue by dominant colour): real inference that loads in
+    milliseconds and needs no shared data."""
+    from shelfsense.config import parse_config
+
+    return parse_config(
+        {
+            "model": {
+                "path": str(FIXTURE_MODELS / "colour_u8_128.tflite"),
+                "labels": str(FIXTURE_MODELS / "colour_u8_128_labels.txt"),
+                "threads": 1,
+            },
+            "cache": {"disk_path": str(tmp_path / "cache")},
+            "telemetry": {"sysfs_root": str(tmp_path / "no-sysfs"), "vcgencmd": str(tmp_path / "no-vcgencmd")},
+            "server": dict(server),
+            "cameras": cameras,
+        },
+        base_dir=tmp_path,
+    )

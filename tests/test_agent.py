@@ -12,33 +12,15 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp import web
+from conftest import colour_config
 
 from shelfsense.agent import CameraAgent, run_agent
 from shelfsense.app import SERVICE, create_app
 from shelfsense.cli import main
-from shelfsense.config import Config, parse_config
+from shelfsense.config import Config
 from shelfsense.footage import open_footage
 from shelfsense.record import SourceError, record
 from shelfsense.synth import SynthResult, synthesize
-
-MODELS = Path(__file__).parent / "fixtures" / "models"
-
-
-def colour_config(tmp_path: Path, cameras: dict) -> Config:
-    """The tiny fixture classifier: real inference, loads in milliseconds, no shared data needed."""
-    return parse_config(
-        {
-            "model": {
-                "path": str(MODELS / "colour_u8_128.tflite"),
-                "labels": str(MODELS / "colour_u8_128_labels.txt"),
-                "threads": 1,
-            },
-            "cache": {"disk_path": str(tmp_path / "cache")},
-            "telemetry": {"sysfs_root": str(tmp_path / "no-sysfs"), "vcgencmd": str(tmp_path / "no-vcgencmd")},
-            "cameras": cameras,
-        },
-        base_dir=tmp_path,
-    )
 
 
 async def start_server(config: Config, port: int = 0) -> tuple[web.AppRunner, int]:

@@ -45,7 +45,7 @@ async def service(aiohttp_server, make_config, shared_dir: Path, tmp_path: Path)
     """A real service on a real socket with a fake Pi vcgencmd and two cameras that have sent frames."""
     vcgencmd = tmp_path / "vcgencmd"
     vcgencmd.write_text(
-        "#!/bin/sh\ncase \"$1\" in\n measure_temp) echo \"temp=58.4'C\";;\n"
+        '#!/bin/sh\ncase "$1" in\n measure_temp) echo "temp=58.4\'C";;\n'
         " get_throttled) echo throttled=0x50000;;\nesac\n"
     )
     vcgencmd.chmod(vcgencmd.stat().st_mode | stat.S_IEXEC)

@@ -14,17 +14,17 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp import web
+from conftest import colour_config
 
 from shelfsense.app import create_app
 from shelfsense.cli import main
-from shelfsense.config import Config, parse_config
+from shelfsense.config import Config
 from shelfsense.footage import TruthRow, read_truth, write_truth
 from shelfsense.replay import replay
 from shelfsense.synth import SynthResult, synthesize
 
 pytestmark = pytest.mark.replay
 
-MODELS = Path(__file__).parent / "fixtures" / "models"
 FRAMES, ROWS, COLS, FAN_OUT = 40, 2, 4, 3
 
 
@@ -47,24 +47,6 @@ async def stats_of(url: str) -> dict:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/stats") as resp:
         assert resp.status == 200
         return await resp.json()
-
-
-def colour_config(tmp_path: Path, cameras: dict, **server: object) -> Config:
-    """The tiny fixture classifier (labels red/green/blue by dominant colour): no shared data needed."""
-    return parse_config(
-        {
-            "model": {
-                "path": str(MODELS / "colour_u8_128.tflite"),
-                "labels": str(MODELS / "colour_u8_128_labels.txt"),
-                "threads": 1,
-            },
-            "cache": {"disk_path": str(tmp_path / "cache")},
-            "telemetry": {"sysfs_root": str(tmp_path / "no-sysfs"), "vcgencmd": str(tmp_path / "no-vcgencmd")},
-            "server": dict(server),
-            "cameras": cameras,
-        },
-        base_dir=tmp_path,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,9 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
         async with aiohttp.ClientSession() as session:
 
             async def post(body: bytes) -> int:
-                async with session.post(f"{url}/v1/frames/shelf", data=body, headers={"Content-Type": "image/jpeg"}) as r:
+                async with session.post(
+                    f"{url}/v1/frames/shelf", data=body, headers={"Content-Type": "image/jpeg"}
+                ) as r:
                     await r.read()
                     return r.status
 
@@ -85,9 +87,8 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
     proc = _serve("--config", str(config))
     try:
         await _ready(url, proc)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{url}/v1/stats") as r:
-                stats = await r.json()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/stats") as r:
+            stats = await r.json()
         assert stats["cache"]["entries_disk"] >= answered  # at least one distinct product per answered frame
         assert stats["cache"]["disk_available"] is True
     finally:
@@ -121,7 +122,10 @@ def test_bad_config_exits_with_the_key_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[cache]\nmax_distance = 99\n")
     out = subprocess.run(
-        [sys.executable, "-m", "shelfsense.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "shelfsense.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2 and "cache.max_distance" in out.stderr
     assert "Traceback" not in out.stderr
