@@ -77,7 +77,8 @@ class Stats:
         """Counters and window figures for GET /v1/stats (the app adds cache entries, device and model)."""
         now = self._clock()
         recent = self._recent()
-        span = min(self.window_s, max(now - self.started, 1e-9))
+        # Rates over the window, or over the uptime while it is shorter (at least 1 s, so a first burst is no spike).
+        span = min(self.window_s, max(now - self.started, 1.0))
         slots = sum(self.tiers.values())
         hits = self.tiers["memory"] + self.tiers["disk"]
         w_slots = sum(s.slots for s in recent)
