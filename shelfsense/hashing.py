@@ -49,8 +49,9 @@ class PerceptualKey:
 
 def _check_crop(crop_bgr: np.ndarray) -> np.ndarray:
     if not isinstance(crop_bgr, np.ndarray) or crop_bgr.dtype != np.uint8:
-        raise ValueError(f"crop must be a uint8 numpy array, got {type(crop_bgr).__name__} "
-                         f"{getattr(crop_bgr, 'dtype', '')}")
+        raise ValueError(
+            f"crop must be a uint8 numpy array, got {type(crop_bgr).__name__} {getattr(crop_bgr, 'dtype', '')}"
+        )
     if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.shape[0] == 0 or crop_bgr.shape[1] == 0:
         raise ValueError(f"crop must be a non-empty HxWx3 BGR array, got shape {crop_bgr.shape}")
     # Slot crops are usually views into the frame; PIL and OpenCV need contiguous rows.
@@ -135,8 +136,9 @@ class Hasher:
 
     ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(_ALGORITHMS)
 
-    def __init__(self, algorithm: str = "phash", hash_size: int = 8,
-                 colour_tolerance: int = DEFAULT_COLOUR_TOLERANCE) -> None:
+    def __init__(
+        self, algorithm: str = "phash", hash_size: int = 8, colour_tolerance: int = DEFAULT_COLOUR_TOLERANCE
+    ) -> None:
         if algorithm not in _ALGORITHMS:
             raise ValueError(f"unknown hash algorithm {algorithm!r}; expected one of {', '.join(self.ALGORITHMS)}")
         # The Hamming index and the cache keys are 64-bit: other sizes would silently never match old entries.
@@ -157,3 +159,41 @@ class Hasher:
     def colour_matches(self, a: bytes, b: bytes) -> bool:
         """True when two colour signatures are the same product colour (every cell within the tolerance)."""
         return colour_distance(a, b) <= self.colour_tolerance
+
+
+class KeyMemo:
+    """Keys of fixed-camera slots, recomputed only when the slot's picture has changed.
+
+    A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
+    (a LANCZOS resize and two DCTs, ~0.5 ms a crop here) would be recomputed for nothing. The memo keeps, per
+    slot, a 16x16 colour thumbnail of the crop its key was computed from; while a new crop's thumbnail stays
+    within `threshold` grey levels (mean absolute difference) of it, the old key is reused. Comparing with the
+    thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from accumulating unseen.
+    Measured on synthetic shelf footage: unchanged facings differ by a median of 1.0 level (P90 4.2), a take,
+    restock or arm by at least 16. A threshold of 0 turns the memo off.
+    """
+
+    THUMB = (16, 16)
+
+    def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
+        self.hasher = hasher
+        self.threshold = threshold
+        self.max_slots = max_slots
+        self._slots: dict[tuple[str, int], tuple[np.ndarray, PerceptualKey]] = {}
+
+    def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
+        if self.threshold <= 0:
+            return self.hasher.key(crop_bgr)
+        thumb = cv2.resize(crop_bgr, self.THUMB, interpolation=cv2.INTER_AREA)
+        known = self._slots.get(slot)
+        if (
+            known is not None
+            and known[0].shape == thumb.shape
+            and float(cv2.absdiff(thumb, known[0]).mean()) <= (self.threshold)
+        ):
+            return known[1]
+        key = self.hasher.key(crop_bgr)
+        if len(self._slots) >= self.max_slots and slot not in self._slots:
+            self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
+        self._slots[slot] = (thumb, key)
+        return key

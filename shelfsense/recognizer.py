@@ -19,7 +19,7 @@ from .cache import DiskTier, MemoryTier, ResultCache
 from .coalesce import Coalescer
 from .config import Box, CameraConfig, Config
 from .errors import BadImageError, ConfigError, UnknownCameraError
-from .hashing import Hasher, PerceptualKey
+from .hashing import Hasher, KeyMemo, PerceptualKey
 from .runtime import InferencePool, Prediction
 from .slots import crop, slot_boxes
 
@@ -104,6 +104,7 @@ class Recognizer:
         self.hasher = hasher
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
+        self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}
 
@@ -184,7 +185,9 @@ class Recognizer:
             raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
         # Copies, so that a crop in the inference queue does not pin the whole frame in memory.
         crops = [np.ascontiguousarray(crop(frame, box)) for box in boxes]
-        keys = [self.hasher.key(c) for c in crops] if self.cache is not None else None
+        keys = None
+        if self.cache is not None:
+            keys = [self.keys.key((camera.id, i), c) for i, c in enumerate(crops)]
         t2 = time.perf_counter()
         return _Prepared(width, height, boxes, crops, keys, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0)
 

@@ -226,7 +226,7 @@ async def test_frame_result_breakdown(make_config, shared_dir: Path) -> None:
 
 async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_config) -> None:
     """A textureless slot (product taken) has no picture to hash: its key is its colour, stable under noise."""
-    r = await Recognizer.create(make_config())
+    r = await Recognizer.create(make_config(cache={"key_reuse_threshold": 0.0}))  # every frame hashed afresh
     rng = np.random.default_rng(3)
 
     def empty_slot(bgr: tuple[int, int, int]) -> bytes:
@@ -238,5 +238,23 @@ async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_c
         assert tiers == ["miss"] + ["memory"] * 5
         assert (await r.recognize("one", empty_slot((40, 160, 200)))).slots[0].cache == "miss"  # another colour
         assert r.pool.invokes == 2
+    finally:
+        await r.close()
+
+
+async def test_unchanged_slots_reuse_their_key_and_a_swapped_product_does_not(make_config, grocery_dir: Path) -> None:
+    r = await Recognizer.create(make_config())
+    try:
+        photos = _photos(grocery_dir, 9, offset=40)
+        frame = tile(photos[:8], 2, 4)
+        await r.recognize("shelf", jpeg(frame, 90))
+        rng = np.random.default_rng(1)
+        noisy = np.clip(frame + rng.normal(0, 1.5, frame.shape), 0, 255).astype(np.uint8)
+        again = await r.recognize("shelf", jpeg(noisy, 85))
+        assert [(s.cache, s.distance) for s in again.slots] == [("memory", 0)] * 8  # the same keys, reused
+        swapped = tile(photos[:3] + [photos[8]] + photos[4:8], 2, 4)  # a restock: slot 3 holds another product
+        result = await r.recognize("shelf", jpeg(swapped, 85))
+        assert [s.cache for s in result.slots] == ["memory"] * 3 + ["miss"] + ["memory"] * 4
+        assert r.pool.invokes == 9
     finally:
         await r.close()
