@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from shelfsense.cli import main
 from shelfsense.config import BUNDLED_MODEL
-from shelfsense.runtime import file_sha256
+from shelfsense.modeltools import inspect_model
+from shelfsense.runtime import Classifier, file_sha256
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 
@@ -93,4 +96,42 @@ def test_eval_grocery_layout_on_shared_mobilenet(grocery_dir: Path, mobilenet_v2
     assert report["top1"] == 0.0 and report["coarse_top1"] is None
 
 
-needs_bundled = pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason="the bundled model is not built yet")
+def _card_figure(row: str) -> float:
+    """A bold percentage from the model card's accuracy table, e.g. the row starting '| fine (81) |'."""
+    card = (BUNDLED_MODEL.parent / "README.md").read_text()
+    line = next(line for line in card.splitlines() if line.startswith(row))
+    return float(re.search(r"\*\*([0-9.]+)%\*\*", line).group(1))
+
+
+def test_bundled_model_is_committed_with_labels_and_card() -> None:
+    info = inspect_model(BUNDLED_MODEL)
+    assert info["labels"] == 81 and info["output"]["shape"] == [1, 81]
+    assert info["input"]["dtype"] in ("uint8", "int8") and info["output"]["dtype"] in ("uint8", "int8")
+    assert info["size_bytes"] < 5_000_000  # a few MB at most: it must fit a Pi comfortably
+    coarse = (BUNDLED_MODEL.parent / "grocery_coarse_labels.txt").read_text().splitlines()
+    assert len(coarse) == 81 and len(set(coarse)) == 43
+
+
+def test_bundled_model_classifies_val_photos(grocery_dir: Path) -> None:
+    """Rule: the first val photo of every class. The model card says ~45 % top-1, so well above chance (1.2 %)."""
+    from conftest import grocery_photos
+
+    c = Classifier(BUNDLED_MODEL, top_k=5)
+    firsts: dict[str, Path] = {}
+    for path, label in grocery_photos(grocery_dir, "val"):
+        firsts.setdefault(label, path)
+    predictions = {label: c.classify(cv2.imread(str(path))) for label, path in firsts.items()}
+    top1 = sum(p[0][0] == label for label, p in predictions.items())
+    top5 = sum(label in {name for name, _ in p} for label, p in predictions.items())
+    assert len(predictions) == len({label for _, label in grocery_photos(grocery_dir, "val")})
+    print(f"first val photo per class: top-1 {top1}/{len(predictions)}, top-5 {top5}/{len(predictions)}")
+    assert top1 >= 0.3 * len(predictions) and top5 >= 0.55 * len(predictions), (top1, top5)
+
+
+def test_eval_of_bundled_model_matches_its_card(grocery_dir: Path) -> None:
+    out = run("model", "eval", str(BUNDLED_MODEL), "--data", str(grocery_dir), "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["images"] == 296
+    assert round(report["top1"] * 100, 1) == _card_figure("| fine (81) |")
+    assert round(report["coarse_top1"] * 100, 1) == _card_figure("| coarse (43")

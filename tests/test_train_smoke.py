@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require_shared
+from conftest import ROOT, require_shared
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None,
