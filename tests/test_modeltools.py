@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import pytest
 
 from shelfsense.cli import main
 from shelfsense.config import BUNDLED_MODEL
