@@ -103,17 +103,29 @@ _ALGORITHMS: dict[str, Callable[[np.ndarray, int], int]] = {
 }
 
 
-def is_flat(crop_bgr: np.ndarray) -> bool:
+# One small thumbnail per crop serves the flatness test, the colour signature and the KeyMemo: 48 is a multiple
+# of the colour grid (3) and of the memo's 16, so those come from it by OpenCV's fast integer-factor INTER_AREA
+# path; an arbitrary crop size takes the slower fractional path only once.
+THUMB = 48
+
+
+def thumbnail(crop_bgr: np.ndarray) -> np.ndarray:
+    """The crop averaged down to THUMB x THUMB (each pixel the mean of its area)."""
+    return cv2.resize(crop_bgr, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
+def is_flat(crop_bgr: np.ndarray, thumb: np.ndarray | None = None) -> bool:
     """True for a crop with no texture to hash (an empty shelf back, a blank wall): see FLAT_STD."""
-    grey = cv2.cvtColor(cv2.resize(crop_bgr, (32, 32), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(thumbnail(crop_bgr) if thumb is None else thumb, cv2.COLOR_BGR2GRAY)
     return float(grey.std()) < FLAT_STD
 
 
-def colour_signature(crop_bgr: np.ndarray, grid: int = COLOUR_GRID) -> bytes:
+def colour_signature(crop_bgr: np.ndarray, grid: int = COLOUR_GRID, thumb: np.ndarray | None = None) -> bytes:
     """Mean OpenCV 8-bit Lab (L*255/100, a+128, b+128) of each cell of a grid x grid partition, row-major."""
-    crop = _check_crop(crop_bgr)
-    # INTER_AREA averages whole cells, so a 1-2 px shift or sensor noise barely moves the means.
-    cells = cv2.resize(crop, (grid, grid), interpolation=cv2.INTER_AREA)
+    if thumb is None:
+        thumb = thumbnail(_check_crop(crop_bgr))
+    # Area averages of whole cells, so a 1-2 px shift or sensor noise barely moves the means.
+    cells = cv2.resize(thumb, (grid, grid), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(cells, cv2.COLOR_BGR2Lab).tobytes()
 
 
@@ -151,10 +163,13 @@ class Hasher:
         self.colour_tolerance = colour_tolerance
         self._hash = _ALGORITHMS[algorithm]
 
-    def key(self, crop_bgr: np.ndarray) -> PerceptualKey:
+    def key(self, crop_bgr: np.ndarray, thumb: np.ndarray | None = None) -> PerceptualKey:
+        """The crop's key; `thumb` is its thumbnail() when the caller has it already."""
         crop = _check_crop(crop_bgr)
-        bits = FLAT_BITS if is_flat(crop) else self._hash(crop, self.hash_size)
-        return PerceptualKey(bits=bits, colour=colour_signature(crop))
+        if thumb is None:
+            thumb = thumbnail(crop)
+        bits = FLAT_BITS if is_flat(crop, thumb) else self._hash(crop, self.hash_size)
+        return PerceptualKey(bits=bits, colour=colour_signature(crop, thumb=thumb))
 
     def colour_matches(self, a: bytes, b: bytes) -> bool:
         """True when two colour signatures are the same product colour (every cell within the tolerance)."""
@@ -173,7 +188,7 @@ class KeyMemo:
     restock or arm by at least 16. A threshold of 0 turns the memo off.
     """
 
-    THUMB = (16, 16)
+    SIZE = (16, 16)
 
     def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
         self.hasher = hasher
@@ -184,16 +199,13 @@ class KeyMemo:
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
         if self.threshold <= 0:
             return self.hasher.key(crop_bgr)
-        thumb = cv2.resize(crop_bgr, self.THUMB, interpolation=cv2.INTER_AREA)
+        thumb = thumbnail(_check_crop(crop_bgr))
+        small = cv2.resize(thumb, self.SIZE, interpolation=cv2.INTER_AREA)
         known = self._slots.get(slot)
-        if (
-            known is not None
-            and known[0].shape == thumb.shape
-            and float(cv2.absdiff(thumb, known[0]).mean()) <= (self.threshold)
-        ):
+        if known is not None and float(cv2.absdiff(small, known[0]).mean()) <= self.threshold:
             return known[1]
-        key = self.hasher.key(crop_bgr)
+        key = self.hasher.key(crop_bgr, thumb)
         if len(self._slots) >= self.max_slots and slot not in self._slots:
             self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
-        self._slots[slot] = (thumb, key)
+        self._slots[slot] = (small, key)
         return key

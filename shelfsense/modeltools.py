@@ -98,6 +98,7 @@ def evaluate(
     runtime: str = "auto",
     threads: int = 1,
     progress: bool = True,
+    worst: int = 5,
 ) -> dict:
     c = Classifier(model, labels, backend=runtime, num_threads=threads)
     names = c.spec.labels
@@ -126,7 +127,7 @@ def evaluate(
             coarse_hits += max(sums, key=sums.__getitem__) == sample.coarse
             coarse_total += 1
     n = len(samples)
-    worst = sorted(per_class.items(), key=lambda kv: (kv[1][0] / kv[1][1], kv[0]))[:5]
+    worst = sorted(per_class.items(), key=lambda kv: (kv[1][0] / kv[1][1], kv[0]))[:worst]
     return {
         "model": str(model),
         "data": str(data),

@@ -1,8 +1,8 @@
 """The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
-the tests all go through it. Decoding, cropping and hashing run in an executor as one call per frame;
-cache lookups of all slots run concurrently; misses go through single flight to the inference pool.
+the tests all go through it. Decoding and cropping run in an executor, the slots' keys in parallel shares
+on the same executor; cache lookups of all slots run concurrently; misses go through single flight to the pool.
 """
 
 from __future__ import annotations
@@ -76,17 +76,6 @@ class FrameResult:
         }
 
 
-@dataclass(slots=True)
-class _Prepared:
-    width: int
-    height: int
-    boxes: tuple[Box, ...]
-    crops: list[np.ndarray]
-    keys: list[PerceptualKey] | None
-    decode_ms: float
-    hash_ms: float
-
-
 class Recognizer:
     """Frames in, per-slot product results out, repeated products served from the cache."""
 
@@ -105,6 +94,7 @@ class Recognizer:
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
+        self._prepare_threads = prepare_threads
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}
 
@@ -146,50 +136,57 @@ class Recognizer:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prepare, self._decode_and_hash, camera, image)
-        if prepared.keys is None:  # cache off: every slot inferred
+        width, height, boxes, crops = await loop.run_in_executor(self._prepare, self._decode, camera, image)
+        t1 = time.perf_counter()
+        if self.cache is None:  # cache off: every slot inferred
+            hash_ms = 0.0
             slots = await asyncio.gather(
-                *(self._infer(i, box, c) for i, (box, c) in enumerate(zip(prepared.boxes, prepared.crops, strict=True)))
+                *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
         else:
+            # The slots' keys in parallel, one share per preparation thread (PIL and OpenCV release the GIL).
+            shares = [
+                range(k, len(crops), self._prepare_threads) for k in range(min(self._prepare_threads, len(crops)))
+            ]
+            computed = await asyncio.gather(
+                *(loop.run_in_executor(self._prepare, self._keys, camera.id, share, crops) for share in shares)
+            )
+            keys: list[PerceptualKey] = [None] * len(crops)  # type: ignore[list-item]
+            for share, share_keys in zip(shares, computed, strict=True):
+                for i, key in zip(share, share_keys, strict=True):
+                    keys[i] = key
+            hash_ms = _ms(t1)
             slots = await asyncio.gather(
-                *(
-                    self._resolve(i, box, c, key)
-                    for i, (box, c, key) in enumerate(zip(prepared.boxes, prepared.crops, prepared.keys, strict=True))
-                )
+                *(self._resolve(i, b, c, k) for i, (b, c, k) in enumerate(zip(boxes, crops, keys, strict=True)))
             )
         return FrameResult(
             camera=camera_id,
-            width=prepared.width,
-            height=prepared.height,
+            width=width,
+            height=height,
             slots=list(slots),
-            decode_ms=prepared.decode_ms,
-            hash_ms=prepared.hash_ms,
+            decode_ms=(t1 - t0) * 1000.0,
+            hash_ms=hash_ms,
             lookup_ms=sum(s.lookup_ms for s in slots),
             inference_ms=sum(s.inference_ms for s in slots),
-            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            latency_ms=_ms(t0),
         )
 
-    def _decode_and_hash(self, camera: CameraConfig, image: bytes) -> _Prepared:
-        t0 = time.perf_counter()
+    def _decode(self, camera: CameraConfig, image: bytes) -> tuple[int, int, tuple[Box, ...], list[np.ndarray]]:
         if not image:
             raise BadImageError("The frame is empty (0 bytes)")
         frame = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
         if frame is None:
             raise BadImageError(f"The frame ({len(image)} bytes) is not a decodable JPEG or PNG image")
-        t1 = time.perf_counter()
         height, width = frame.shape[:2]
         try:
             boxes = slot_boxes(camera, width, height)
         except ConfigError as exc:
             raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
         # Copies, so that a crop in the inference queue does not pin the whole frame in memory.
-        crops = [np.ascontiguousarray(crop(frame, box)) for box in boxes]
-        keys = None
-        if self.cache is not None:
-            keys = [self.keys.key((camera.id, i), c) for i, c in enumerate(crops)]
-        t2 = time.perf_counter()
-        return _Prepared(width, height, boxes, crops, keys, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0)
+        return width, height, boxes, [np.ascontiguousarray(crop(frame, box)) for box in boxes]
+
+    def _keys(self, camera_id: str, share: range, crops: list[np.ndarray]) -> list[PerceptualKey]:
+        return [self.keys.key((camera_id, i), crops[i]) for i in share]
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)

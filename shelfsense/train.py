@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from shelfsense.errors import ShelfSenseError
+from shelfsense.modeltools import evaluate
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -45,7 +46,6 @@ __all__ = [
     "GroceryData",
     "TrainConfig",
     "MissingTrainExtraError",
-    "evaluate_tflite",
     "load_grocery",
     "register",
     "run",
@@ -431,14 +431,20 @@ def train_and_export(
     (out_dir / COARSE_LABELS_NAME).write_text("\n".join(data.coarse_of_fine) + "\n")
     t_total = time.monotonic() - t0
 
-    result = evaluate_tflite(model_path, data, threads=cfg.threads)
+    # The service's own runtime and preprocessing: what is reported here is what `shelfsense model eval` says.
+    result = evaluate(model_path, data_dir, threads=cfg.threads, progress=not quiet, worst=10)
     report = {
         "config": asdict(cfg),
         "best_epoch": best["epoch"],
         "float_val_top1": best["acc"],
         "teacher_linear_val_top1": teacher_val_acc,
-        "int8": {k: v for k, v in result.items() if k != "per_class"},
-        "worst_classes": sorted(result["per_class"].items(), key=lambda kv: kv[1])[:10],
+        "int8": {
+            "n": result["images"],
+            "fine_top1": result["top1"],
+            "fine_top5": result["top5"],
+            "coarse_top1": result["coarse_top1"],
+        },
+        "worst_classes": result["worst_classes"],
         "model_bytes": model_path.stat().st_size,
         "seconds": {"teacher_cache": round(t_cache, 1), "train": round(t_train, 1), "total": round(t_total, 1)},
         "history": history,
@@ -474,49 +480,6 @@ def _to_int8(tf: Any, infer: Any, calib: npt.NDArray[np.uint8], cfg: TrainConfig
 
 
 # --- evaluation (LiteRT only: no TensorFlow needed) --------------------------------------------------------
-
-
-def evaluate_tflite(model_path: Path, data: GroceryData, *, split: str = "val", threads: int = 1) -> dict[str, Any]:
-    """Fine top-1/top-5 and coarse top-1 of an exported model on a split, with the runtime's preprocessing."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(str(model_path), num_threads=threads)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    size = int(inp["shape"][1])
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    items = data.val if split == "val" else data.train
-    top1 = top5 = coarse = 0
-    per_class: dict[str, list[int]] = {}
-    for path, y in items:
-        x = resize(read_rgb(path), size).astype(np.float32)
-        if inp["dtype"] != np.float32 and in_scale:
-            x = np.clip(np.round(x / in_scale + in_zero), *_dtype_range(inp["dtype"]))
-        it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
-        it.invoke()
-        scores = it.get_tensor(out["index"]).reshape(-1).astype(np.float32)
-        if out_scale:
-            scores = (scores - out_zero) * out_scale
-        order = np.argsort(-scores, kind="stable")
-        ok = int(order[0] == y)
-        top1 += ok
-        top5 += int(y in order[:5])
-        coarse += int(data.coarse_of_fine[order[0]] == data.coarse_of_fine[y])
-        per_class.setdefault(data.fine_names[y], []).append(ok)
-    n = len(items)
-    return {
-        "n": n,
-        "fine_top1": top1 / n,
-        "fine_top5": top5 / n,
-        "coarse_top1": coarse / n,
-        "per_class": {name: float(np.mean(v)) for name, v in per_class.items()},
-    }
-
-
-def _dtype_range(dtype: Any) -> tuple[int, int]:
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
 
 
 def _log(msg: str, quiet: bool) -> None:
