@@ -66,3 +66,14 @@ class OverloadedError(ShelfSenseError):
     def __init__(self, detail: str, retry_after_s: int = 1) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class SourceError(ShelfSenseError):
+    """A capture source that cannot be opened or that stopped delivering frames."""
+
+    status = 503
+    code = "source_error"
+
+
+class MissingTrainExtraError(ShelfSenseError):
+    code = "train_extra_missing"

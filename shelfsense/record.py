@@ -17,19 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ShelfSenseError
+from .errors import SourceError
 from .footage import RecordingWriter, check_camera_id
 
 # Streams name their protocol; anything else is a device or a file.
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 OPEN_TIMEOUT_MS = 10_000  # an unreachable RTSP camera otherwise blocks for FFmpeg's default ~30 s
-
-
-class SourceError(ShelfSenseError):
-    """A capture source that cannot be opened or that stopped delivering frames."""
-
-    status = 503
-    code = "source_error"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from shelfsense.errors import ShelfSenseError
+from shelfsense.errors import MissingTrainExtraError, ShelfSenseError
 from shelfsense.modeltools import evaluate
 
 if TYPE_CHECKING:
@@ -56,10 +56,6 @@ TEACHER_SIZE = 224
 MODEL_NAME = "grocery_int8.tflite"
 LABELS_NAME = "grocery_labels.txt"
 COARSE_LABELS_NAME = "grocery_coarse_labels.txt"
-
-
-class MissingTrainExtraError(ShelfSenseError):
-    code = "train_extra_missing"
 
 
 @dataclass(frozen=True, kw_only=True)

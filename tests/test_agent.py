@@ -18,8 +18,9 @@ from shelfsense.agent import CameraAgent, run_agent
 from shelfsense.app import SERVICE, create_app
 from shelfsense.cli import main
 from shelfsense.config import Config
+from shelfsense.errors import SourceError
 from shelfsense.footage import open_footage
-from shelfsense.record import SourceError, record
+from shelfsense.record import record
 from shelfsense.synth import SynthResult, synthesize
 
 
