@@ -236,3 +236,23 @@ async def test_restart_serves_from_disk_over_http(aiohttp_client, make_config, i
     client = await _client(aiohttp_client, config)
     slots = (await (await post(client, "shelf", body)).json())["slots"]
     assert {s["cache"] for s in slots} <= {"disk", "coalesced"} and "disk" in {s["cache"] for s in slots}
+
+
+async def test_record_tap_stores_exactly_what_cameras_posted(aiohttp_client, make_config, images, tmp_path) -> None:
+    from shelfsense.footage import open_footage
+
+    folder = tmp_path / "rec"
+    config = make_config(
+        record={"enabled": True, "folder": str(folder), "cameras": ["one", "shelf"]},
+        cameras={"one": {}, "shelf": {"grid": {"rows": 2, "cols": 4}}, "other": {}},
+    )
+    client = await _client(aiohttp_client, config)
+    sent = [("one", jpeg(images["cat"])), ("shelf", jpeg(tile([images["hot_dog"]] * 8, 2, 4))), ("one", b"junk")]
+    for camera, body in sent:
+        await post(client, camera, body)
+    assert (await post(client, "other", jpeg(images["cat"]))).status == 200  # not in record.cameras
+    await client.close()  # the recorder closes with the app
+    with open_footage(folder) as footage:
+        frames = list(footage)
+    assert [(f.camera, f.data) for f in frames] == sent  # the corrupt frame too: what the camera really sent
+    assert frames[0].t <= frames[1].t <= frames[2].t
