@@ -63,7 +63,7 @@ class TrainConfig:
     size: int = 128  # student input side, pixels
     alpha: float = 0.5  # MobileNetV1 width multiplier
     views: int = 10  # cached augmented views per training image (view 0 = whole image, 1 = its mirror)
-    epochs: int = 35  # one epoch = one random cached view of every training image
+    epochs: int = 70  # one epoch = one random cached view of every training image
     batch: int = 64
     lr: float = 2e-3  # peak AdamW learning rate, cosine decay after warm-up
     weight_decay: float = 5e-5
