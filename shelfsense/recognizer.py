@@ -1,8 +1,8 @@
 """The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
-the tests all go through it. Decoding and cropping run in an executor, the slots' keys in parallel shares
-on the same executor; cache lookups of all slots run concurrently; misses go through single flight to the pool.
+the tests all go through it. Decoding, cropping and keying the slots run in an executor, one call a frame;
+cache lookups of all slots run concurrently; misses go through single flight to the inference pool.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -76,6 +77,16 @@ class FrameResult:
         }
 
 
+class _Prepared(NamedTuple):
+    width: int
+    height: int
+    boxes: tuple[Box, ...]
+    crops: list[np.ndarray]
+    keys: list[PerceptualKey] | None  # None when the cache is off
+    decode_ms: float
+    hash_ms: float
+
+
 class Recognizer:
     """Frames in, per-slot product results out, repeated products served from the cache."""
 
@@ -94,7 +105,6 @@ class Recognizer:
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
-        self._prepare_threads = prepare_threads
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}
 
@@ -136,26 +146,13 @@ class Recognizer:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
         loop = asyncio.get_running_loop()
-        width, height, boxes, crops = await loop.run_in_executor(self._prepare, self._decode, camera, image)
-        t1 = time.perf_counter()
-        if self.cache is None:  # cache off: every slot inferred
-            hash_ms = 0.0
+        prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image)
+        width, height, boxes, crops, keys, decode_ms, hash_ms = prepared
+        if keys is None:  # cache off: every slot inferred
             slots = await asyncio.gather(
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
         else:
-            # The slots' keys in parallel, one share per preparation thread (PIL and OpenCV release the GIL).
-            shares = [
-                range(k, len(crops), self._prepare_threads) for k in range(min(self._prepare_threads, len(crops)))
-            ]
-            computed = await asyncio.gather(
-                *(loop.run_in_executor(self._prepare, self._keys, camera.id, share, crops) for share in shares)
-            )
-            keys: list[PerceptualKey] = [None] * len(crops)  # type: ignore[list-item]
-            for share, share_keys in zip(shares, computed, strict=True):
-                for i, key in zip(share, share_keys, strict=True):
-                    keys[i] = key
-            hash_ms = _ms(t1)
             slots = await asyncio.gather(
                 *(self._resolve(i, b, c, k) for i, (b, c, k) in enumerate(zip(boxes, crops, keys, strict=True)))
             )
@@ -164,14 +161,16 @@ class Recognizer:
             width=width,
             height=height,
             slots=list(slots),
-            decode_ms=(t1 - t0) * 1000.0,
+            decode_ms=decode_ms,
             hash_ms=hash_ms,
             lookup_ms=sum(s.lookup_ms for s in slots),
             inference_ms=sum(s.inference_ms for s in slots),
             latency_ms=_ms(t0),
         )
 
-    def _decode(self, camera: CameraConfig, image: bytes) -> tuple[int, int, tuple[Box, ...], list[np.ndarray]]:
+    def _decode_and_key(self, camera: CameraConfig, image: bytes) -> _Prepared:
+        """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
+        t0 = time.perf_counter()
         if not image:
             raise BadImageError("The frame is empty (0 bytes)")
         frame = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
@@ -183,10 +182,12 @@ class Recognizer:
         except ConfigError as exc:
             raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
         # Copies, so that a crop in the inference queue does not pin the whole frame in memory.
-        return width, height, boxes, [np.ascontiguousarray(crop(frame, box)) for box in boxes]
-
-    def _keys(self, camera_id: str, share: range, crops: list[np.ndarray]) -> list[PerceptualKey]:
-        return [self.keys.key((camera_id, i), crops[i]) for i in share]
+        crops = [np.ascontiguousarray(crop(frame, box)) for box in boxes]
+        t1 = time.perf_counter()
+        keys = None
+        if self.cache is not None:
+            keys = [self.keys.key((camera.id, i), c) for i, c in enumerate(crops)]
+        return _Prepared(width, height, boxes, crops, keys, (t1 - t0) * 1000.0, _ms(t1))
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
