@@ -28,7 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_cache import shelves  # noqa: E402
+from bench_cache import footage  # noqa: E402
+
+VIEWS = 10  # frames of one shelf in a row, as its fixed camera sends them
 
 SHARED = ROOT.parent / "shared"
 
@@ -40,6 +42,7 @@ def free_port() -> int:
 
 
 def start_server(tmp: Path, cameras: int, model: str, labels: str, cache: bool) -> tuple[subprocess.Popen, str]:
+    model, labels = str(Path(model).resolve()), str(Path(labels).resolve())  # the config lives in tmp
     port = free_port()
     cams = "\n".join(f"[cameras.cam-{i}]\ngrid = {{ rows = 2, cols = 4 }}\n" for i in range(cameras))
     cfg = tmp / f"bench-{port}.toml"
@@ -78,7 +81,11 @@ async def wait_ready(url: str) -> None:
 
 
 async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: float, seconds: float) -> dict:
-    """Each camera posts at its pace (one request in flight, like a real camera); returns latencies and errors."""
+    """Each camera posts at its pace (one request in flight, like a real camera); returns latencies and errors.
+
+    Camera i watches shelf i % shelves: it cycles through that shelf's VIEWS fixed-camera frames.
+    """
+    shelves = len(frames) // VIEWS
     client_ms, server_ms, errors, sent = [], [], 0, 0
     deadline = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=cameras + 4)
@@ -88,7 +95,8 @@ async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: floa
             nonlocal errors, sent
             period = 1.0 / fps_per_camera
             next_at = time.monotonic() + (i / cameras) * period
-            n = i
+            n = 0
+            mine = frames[(i % shelves) * VIEWS : (i % shelves + 1) * VIEWS]
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -96,7 +104,7 @@ async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: floa
                 if next_at > now:
                     await asyncio.sleep(next_at - now)
                 next_at += period
-                body = frames[n % len(frames)]
+                body = mine[n % VIEWS]
                 n += 1
                 t0 = time.perf_counter()
                 try:
@@ -133,8 +141,7 @@ def p(values: list[float], q: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    frames_raw = shelves(4)
-    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for f in frames_raw]
+    jpegs = footage(4, VIEWS, "fixed")
     decode = []
     for _ in range(200):
         t0 = time.perf_counter()
@@ -148,7 +155,7 @@ async def main_async(args: argparse.Namespace) -> None:
             miss_proc, miss_url = start_server(Path(tmp), args.cameras, args.model, args.labels, cache=False)
             procs = [hit_proc, miss_proc]
             await asyncio.gather(wait_ready(hit_url), wait_ready(miss_url))
-            await load(hit_url, jpegs, 1, 50, 1.0)  # fill the cache with the footage
+            await load(hit_url, jpegs, 4, 10, 1.5)  # one pass over every shelf fills the cache
             hit = await load(hit_url, jpegs, args.cameras, 1.0, args.seconds)
             miss = await load(miss_url, jpegs, min(args.cameras, 4), 0.5, args.seconds)
             steps = []
