@@ -33,10 +33,31 @@ ColourMatch = Callable[[bytes, bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A cached prediction and the number of fresh inferences whose scores it averages."""
+
+    prediction: Prediction
+    inferences: int = 1
+
+    def merged(self, fresh: Prediction) -> Answer:
+        """The running average with one more inference (labels outside a top-k count as score 0)."""
+        n = self.inferences
+        scores: dict[str, float] = {}
+        for label, score in self.prediction:
+            scores[label] = score * n
+        for label, score in fresh:
+            scores[label] = scores.get(label, 0.0) + score
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: max(len(self.prediction), len(fresh))]
+        return Answer([(label, round(total / (n + 1), 4)) for label, total in ranked], n + 1)
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     prediction: Prediction
     tier: str  # "memory" | "disk"
     distance: int
+    key: PerceptualKey  # the stored key that answered
+    inferences: int  # fresh inferences behind the answer
 
 
 class _KeyedStore:
@@ -80,17 +101,22 @@ class MemoryTier:
     def __init__(self, max_entries: int, max_distance: int, colour_match: ColourMatch) -> None:
         self.max_entries = max_entries
         self._store = _KeyedStore(max_distance, colour_match)
-        self._values: OrderedDict[int, Prediction] = OrderedDict()
+        self._values: OrderedDict[int, Answer] = OrderedDict()
 
-    def lookup(self, key: PerceptualKey) -> tuple[Prediction, int] | None:
+    def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey] | None:
         for distance, item_id in self._store.nearest(key):
             self._values.move_to_end(item_id)
-            return self._values[item_id], distance
+            return self._values[item_id], distance, self._store.keys[item_id]
         return None
 
-    def put(self, key: PerceptualKey, prediction: Prediction) -> None:
+    def get(self, key: PerceptualKey) -> Answer | None:
+        """The answer stored under exactly this key, if it is still held."""
+        item_id = self._store.ids.get(key)
+        return None if item_id is None else self._values[item_id]
+
+    def put(self, key: PerceptualKey, answer: Answer) -> None:
         item_id = self._store.add(key)
-        self._values[item_id] = prediction
+        self._values[item_id] = answer
         self._values.move_to_end(item_id)
         while len(self._values) > self.max_entries:
             old_id, _ = self._values.popitem(last=False)
@@ -145,25 +171,27 @@ class DiskTier:
                 self._cache.close()
         self._cache = None
 
-    def lookup(self, key: PerceptualKey) -> tuple[Prediction, int] | None:
+    def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey] | None:
         if self._cache is None:
             return None
         try:
             for distance, item_id in self._store.nearest(key):
-                prediction = self._cache.get(self._name(self._store.keys[item_id]))
-                if prediction is None:  # evicted by diskcache's size limit since we indexed it
+                stored = self._store.keys[item_id]
+                value = self._cache.get(self._name(stored))
+                if value is None:  # evicted by diskcache's size limit since we indexed it
                     self._store.discard(item_id)
                     continue
-                return prediction, distance
+                prediction, inferences = value  # plain tuples on disk: no pickled classes to outlive
+                return Answer(prediction, inferences), distance, stored
         except (OSError, sqlite3.Error) as exc:
             self._fail("read", exc)
         return None
 
-    def put(self, key: PerceptualKey, prediction: Prediction) -> None:
+    def put(self, key: PerceptualKey, answer: Answer) -> None:
         if self._cache is None:
             return
         try:
-            self._cache.set(self._name(key), prediction)
+            self._cache.set(self._name(key), (answer.prediction, answer.inferences))
             self._store.add(key)
         except (OSError, sqlite3.Error) as exc:
             self._fail("write", exc)
@@ -193,7 +221,10 @@ class ResultCache:
 
     def lookup_memory(self, key: PerceptualKey) -> Hit | None:
         found = self.memory.lookup(key)
-        return Hit(found[0], "memory", found[1]) if found else None
+        if found is None:
+            return None
+        answer, distance, stored = found
+        return Hit(answer.prediction, "memory", distance, stored, answer.inferences)
 
     async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
         if self.disk is None or not self.disk.available:
@@ -201,17 +232,30 @@ class ResultCache:
         found = await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.lookup, key)
         if found is None:
             return None
-        self.memory.put(key, found[0])
-        return Hit(found[0], "disk", found[1])
+        answer, distance, stored = found
+        self.memory.put(stored, answer)
+        return Hit(answer.prediction, "disk", distance, stored, answer.inferences)
 
     async def lookup(self, key: PerceptualKey) -> Hit | None:
         return self.lookup_memory(key) or await self.lookup_disk(key)
 
     def store(self, key: PerceptualKey, prediction: Prediction) -> None:
-        """Memory now; the disk write is queued on the disk thread and not awaited (off the frame's path)."""
-        self.memory.put(key, prediction)
+        """A fresh inference: memory now, the disk write queued on the disk thread (off the frame's path)."""
+        self._put(key, Answer(prediction))
+
+    def confirm(self, key: PerceptualKey, fresh: Prediction) -> Answer | None:
+        """Average one more inference into the answer stored under `key` (None if it was evicted meanwhile)."""
+        answer = self.memory.get(key)
+        if answer is None:
+            return None
+        answer = answer.merged(fresh)
+        self._put(key, answer)
+        return answer
+
+    def _put(self, key: PerceptualKey, answer: Answer) -> None:
+        self.memory.put(key, answer)
         if self.disk is not None and self.disk.available:
-            future = asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.put, key, prediction)
+            future = asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.put, key, answer)
             self._writes.add(future)
             future.add_done_callback(self._writes.discard)
 

@@ -51,6 +51,7 @@ class CacheConfig:
     max_distance: int = 8
     colour_tolerance: int = 10
     key_reuse_threshold: float = 3.0  # grey levels; a slot whose picture moved less keeps its key (0: off)
+    confirm_inferences: int = 3  # an answer is the average of this many inferences of the product (1: first only)
     memory_entries: int = 20_000
     disk_path: Path | None = PROJECT_ROOT / "cache"  # None (or "") keeps the cache in memory only
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
@@ -264,6 +265,7 @@ def _validate(c: Config) -> None:
     check(0 <= c.cache.max_distance <= 16, "cache.max_distance", "0..16", c.cache.max_distance)
     check(c.cache.colour_tolerance >= 0, "cache.colour_tolerance", ">= 0", c.cache.colour_tolerance)
     check(c.cache.key_reuse_threshold >= 0, "cache.key_reuse_threshold", ">= 0", c.cache.key_reuse_threshold)
+    check(1 <= c.cache.confirm_inferences <= 100, "cache.confirm_inferences", "1..100", c.cache.confirm_inferences)
     check(c.cache.memory_entries >= 1, "cache.memory_entries", ">= 1", c.cache.memory_entries)
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)

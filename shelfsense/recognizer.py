@@ -16,10 +16,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .cache import DiskTier, MemoryTier, ResultCache
+from .cache import DiskTier, Hit, MemoryTier, ResultCache
 from .coalesce import Coalescer
 from .config import Box, CameraConfig, Config
-from .errors import BadImageError, ConfigError, UnknownCameraError
+from .errors import BadImageError, ConfigError, OverloadedError, UnknownCameraError
 from .hashing import Hasher, KeyMemo, PerceptualKey
 from .runtime import InferencePool, Prediction
 from .slots import crop, slot_boxes
@@ -105,6 +105,7 @@ class Recognizer:
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
+        self._confirming: dict[PerceptualKey, asyncio.Task] = {}
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}
 
@@ -126,7 +127,13 @@ class Recognizer:
             await cache.open()
         return cls(config, pool, hasher, cache)
 
+    async def settle(self) -> None:
+        """Wait for the background confirmations running now (the offline bench times them with the frames)."""
+        while self._confirming:
+            await asyncio.gather(*self._confirming.values(), return_exceptions=True)
+
     async def close(self) -> None:
+        await self.settle()
         if self.cache is not None:
             await self.cache.close()
         self.pool.close()
@@ -199,6 +206,7 @@ class Recognizer:
         hit = self.cache.lookup_memory(key)
         memory_ms = _ms(t0)
         if hit is not None:
+            self._maybe_confirm(hit, crop_bgr)
             return _slot_result(slot, box, hit.prediction, "memory", hit.distance, memory_ms, 0.0)
 
         async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
@@ -206,6 +214,7 @@ class Recognizer:
             found = await self.cache.lookup_disk(key)
             disk_ms = _ms(t1)
             if found is not None:
+                self._maybe_confirm(found, crop_bgr)
                 return found.prediction, "disk", found.distance, disk_ms, 0.0
             prediction, inference_ms = await self.pool.classify(crop_bgr)
             self.cache.store(key, prediction)
@@ -217,6 +226,33 @@ class Recognizer:
         if shared:
             return _slot_result(slot, box, prediction, "coalesced", distance, memory_ms, 0.0)
         return _slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
+
+    def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray) -> None:
+        """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
+
+        One inference of a small model on a noisy crop is a sample, not the answer: the same facing can be read
+        as another product on one frame and correctly on the next. A cache that kept its first sample would
+        repeat an unlucky one for as long as the facing stays, on every slot showing it. Averaging the first few
+        inferences (of different frames) moves the answer to what the model says most of the time. The hit is
+        answered at once with what is cached; the confirmation uses idle workers only, so it never delays a miss.
+        """
+        if (
+            hit.inferences >= self.config.cache.confirm_inferences
+            or hit.key in self._confirming
+            or self.pool.pending >= self.pool.threads
+        ):
+            return
+        task = asyncio.create_task(self._confirm(hit.key, crop_bgr))
+        self._confirming[hit.key] = task
+        task.add_done_callback(lambda _: self._confirming.pop(hit.key, None))
+
+    async def _confirm(self, key: PerceptualKey, crop_bgr: np.ndarray) -> None:
+        try:
+            prediction, _ = await self.pool.classify(crop_bgr)
+        except OverloadedError:
+            return  # a later hit will try again
+        assert self.cache is not None
+        self.cache.confirm(key, prediction)
 
 
 def _ms(t0: float) -> float:

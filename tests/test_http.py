@@ -46,7 +46,7 @@ async def post(client, camera: str, body: bytes, ctype: str = "image/jpeg", **kw
 
 async def test_frames_from_several_cameras_and_counters_add_up(aiohttp_client, make_config, images) -> None:
     cameras = {f"cam-{i}": {"grid": {"rows": 2, "cols": 2}} for i in range(4)}
-    client = await _client(aiohttp_client, make_config(cameras=cameras))
+    client = await _client(aiohttp_client, make_config(cameras=cameras, cache={"confirm_inferences": 1}))
     shelf = jpeg(
         tile([images["hot_dog"], images["cat"], images["missvickie_potato_chips"], images["grace_hopper"]], 2, 2)
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import grocery_photos, jpeg, tile
+from conftest import colour_config, grocery_photos, jpeg, tile
 
 from shelfsense.errors import BadImageError, UnknownCameraError
 from shelfsense.recognizer import Recognizer
@@ -35,7 +35,7 @@ def _perturb(frame: np.ndarray, seed: int) -> bytes:
 
 
 async def test_same_shelf_again_hits_memory_and_other_products_miss(make_config, grocery_dir: Path) -> None:
-    r = await Recognizer.create(make_config())
+    r = await Recognizer.create(make_config(cache={"confirm_inferences": 1}))  # counting slot inferences only
     try:
         frame = tile(_photos(grocery_dir, 8), 2, 4)
         first = await r.recognize("shelf", jpeg(frame, 92))
@@ -226,7 +226,8 @@ async def test_frame_result_breakdown(make_config, shared_dir: Path) -> None:
 
 async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_config) -> None:
     """A textureless slot (product taken) has no picture to hash: its key is its colour, stable under noise."""
-    r = await Recognizer.create(make_config(cache={"key_reuse_threshold": 0.0}))  # every frame hashed afresh
+    # every frame hashed afresh; slot inferences only
+    r = await Recognizer.create(make_config(cache={"key_reuse_threshold": 0.0, "confirm_inferences": 1}))
     rng = np.random.default_rng(3)
 
     def empty_slot(bgr: tuple[int, int, int]) -> bytes:
@@ -243,7 +244,7 @@ async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_c
 
 
 async def test_unchanged_slots_reuse_their_key_and_a_swapped_product_does_not(make_config, grocery_dir: Path) -> None:
-    r = await Recognizer.create(make_config())
+    r = await Recognizer.create(make_config(cache={"confirm_inferences": 1}))
     try:
         photos = _photos(grocery_dir, 9, offset=40)
         frame = tile(photos[:8], 2, 4)
@@ -256,5 +257,34 @@ async def test_unchanged_slots_reuse_their_key_and_a_swapped_product_does_not(ma
         result = await r.recognize("shelf", jpeg(swapped, 85))
         assert [s.cache for s in result.slots] == ["memory"] * 3 + ["miss"] + ["memory"] * 4
         assert r.pool.invokes == 9
+    finally:
+        await r.close()
+
+
+def _purple(red: int, blue: int) -> np.ndarray:
+    """A carton the colour fixture model reads as red or blue by a few grey levels: one product to the cache."""
+    img = np.full((120, 90, 3), (blue, 60, red), np.uint8)
+    cv2.putText(img, "SHELF", (5, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    cv2.rectangle(img, (10, 70), (80, 110), (20, 20, 20), 3)
+    return img
+
+
+@pytest.mark.parametrize(("confirm", "settled"), [(1, "red"), (3, "blue")])
+async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Path, confirm: int, settled: str):
+    """First frame read as red (0.58); the same facing in the next frames reads blue (0.70). A cache that keeps
+    its first sample says red forever; averaging three inferences says blue, as fresh inference mostly does."""
+    config = colour_config(tmp_path, {"one": {}}).replace(cache={"confirm_inferences": confirm})
+    r = await Recognizer.create(config)
+    try:
+        first = await r.recognize("one", jpeg(_purple(196, 192), 95))
+        assert (first.slots[0].cache, first.slots[0].label) == ("miss", "red")
+        for _ in range(4):
+            res = await r.recognize("one", jpeg(_purple(188, 200), 95))
+            assert res.slots[0].cache == "memory"
+            await r.settle()
+        assert res.slots[0].label == settled
+        assert r.pool.invokes == confirm  # one miss, then confirmations until `confirm` inferences, no more
+        hit = r.cache.lookup_memory(r.hasher.key(_purple(196, 192)))
+        assert hit is not None and hit.inferences == confirm and hit.prediction[0][0] == settled
     finally:
         await r.close()
