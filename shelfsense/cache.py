@@ -58,6 +58,7 @@ class Hit:
     distance: int
     key: PerceptualKey  # the stored key that answered
     inferences: int  # fresh inferences behind the answer
+    hits: int = 0  # hits of this answer since its last inference (memory tier)
 
 
 class _KeyedStore:
@@ -102,11 +103,13 @@ class MemoryTier:
         self.max_entries = max_entries
         self._store = _KeyedStore(max_distance, colour_match)
         self._values: OrderedDict[int, Answer] = OrderedDict()
+        self._hits: dict[int, int] = {}  # since the entry's last inference
 
-    def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey] | None:
+    def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey, int] | None:
         for distance, item_id in self._store.nearest(key):
             self._values.move_to_end(item_id)
-            return self._values[item_id], distance, self._store.keys[item_id]
+            self._hits[item_id] = hits = self._hits.get(item_id, 0) + 1
+            return self._values[item_id], distance, self._store.keys[item_id], hits
         return None
 
     def get(self, key: PerceptualKey) -> Answer | None:
@@ -118,8 +121,10 @@ class MemoryTier:
         item_id = self._store.add(key)
         self._values[item_id] = answer
         self._values.move_to_end(item_id)
+        self._hits[item_id] = 0
         while len(self._values) > self.max_entries:
             old_id, _ = self._values.popitem(last=False)
+            self._hits.pop(old_id, None)
             self._store.discard(old_id)
 
     def __len__(self) -> int:
@@ -223,8 +228,8 @@ class ResultCache:
         found = self.memory.lookup(key)
         if found is None:
             return None
-        answer, distance, stored = found
-        return Hit(answer.prediction, "memory", distance, stored, answer.inferences)
+        answer, distance, stored, hits = found
+        return Hit(answer.prediction, "memory", distance, stored, answer.inferences, hits)
 
     async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
         if self.disk is None or not self.disk.available:

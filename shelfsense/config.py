@@ -51,7 +51,7 @@ class CacheConfig:
     max_distance: int = 8
     colour_tolerance: int = 10
     key_reuse_threshold: float = 3.0  # grey levels; a slot whose picture moved less keeps its key (0: off)
-    confirm_inferences: int = 3  # an answer is the average of this many inferences of the product (1: first only)
+    confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
     memory_entries: int = 20_000
     disk_path: Path | None = PROJECT_ROOT / "cache"  # None (or "") keeps the cache in memory only
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
