@@ -233,13 +233,14 @@ class Recognizer:
         One inference of a small model on a noisy crop is a sample, not the answer: the same facing can be read
         as another product on one frame and correctly on the next. A cache that kept its first sample would
         repeat an unlucky one for as long as the facing stays, on every slot showing it. So the answer becomes
-        the average of a few inferences, taken after 2, 4, 8, ... hits: consecutive frames share their shake and
-        exposure, spaced ones are closer to independent samples. The hit is answered at once with what is
-        cached; the confirmation uses idle workers only, so it never delays a miss.
+        the average of a few inferences, taken after 4, 16, 64, ... hits: consecutive frames share their shake and
+        exposure (and several facings of a product are hit in the same frame), spaced ones are closer to
+        independent samples. The hit is answered at once with what is cached; the confirmation uses idle
+        workers only, so it never delays a miss.
         """
         if (
             hit.inferences >= self.config.cache.confirm_inferences
-            or hit.hits < 2**hit.inferences
+            or hit.hits < 4**hit.inferences
             or hit.key in self._confirming
             or self.pool.pending >= self.pool.threads
         ):

@@ -272,14 +272,14 @@ def _purple(red: int, blue: int) -> np.ndarray:
 @pytest.mark.parametrize(("confirm", "settled"), [(1, "red"), (3, "blue")])
 async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Path, confirm: int, settled: str):
     """First frame read as red (0.58); the same facing in the next frames reads blue (0.70). A cache that keeps
-    its first sample says red forever; averaging three inferences (after 2 and 4 more hits) says blue, as fresh
+    its first sample says red forever; averaging three inferences (after 4 and 16 more hits) says blue, as fresh
     inference mostly does."""
     config = colour_config(tmp_path, {"one": {}}).replace(cache={"confirm_inferences": confirm})
     r = await Recognizer.create(config)
     try:
         first = await r.recognize("one", jpeg(_purple(196, 192), 95))
         assert (first.slots[0].cache, first.slots[0].label) == ("miss", "red")
-        for _ in range(8):  # confirmations after 2, then 4 more hits
+        for _ in range(24):  # confirmations after 4, then 16 more hits
             res = await r.recognize("one", jpeg(_purple(188, 200), 95))
             assert res.slots[0].cache == "memory"
             await r.settle()
