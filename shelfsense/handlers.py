@@ -163,9 +163,10 @@ def stats_payload(service: Service) -> dict:
         enabled=cache is not None,
         entries_memory=cache.entries_memory if cache else 0,
         entries_disk=cache.entries_disk if cache else 0,
-        disk_available=bool(cache and cache.disk and cache.disk.available),
-        disk_error=cache.disk.error if cache and cache.disk else None,
+        disk_available=bool(cache is not None and cache.disk is not None and cache.disk.available),
+        disk_error=cache.disk.error if cache is not None and cache.disk is not None else None,
         max_distance=service.config.cache.max_distance,
+        confirmations=recognizer.confirmations if recognizer else 0,
     )
     payload["queue_depth"] = recognizer.pool.pending if recognizer else 0
     payload["frames_in_flight"] = service.pending_frames
@@ -213,12 +214,13 @@ async def readyz(request: web.Request) -> web.Response:
     if recognizer is None:
         return error_response(503, "not_ready", f"Model not loaded: {service.model_error}")
     cache = recognizer.cache
+    disk = cache.disk if cache is not None else None
     return web.json_response(
         {
             "status": "ready",
             "model": recognizer.pool.spec.name,
-            "cache": "off" if cache is None else ("memory+disk" if cache.disk and cache.disk.available else "memory"),
-            "disk_error": cache.disk.error if cache and cache.disk and not cache.disk.available else None,
+            "cache": "off" if cache is None else ("memory+disk" if disk is not None and disk.available else "memory"),
+            "disk_error": disk.error if disk is not None and not disk.available else None,
         }
     )
 

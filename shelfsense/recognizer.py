@@ -106,6 +106,7 @@ class Recognizer:
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
         self._confirming: dict[PerceptualKey, asyncio.Task] = {}
+        self.confirmations = 0  # background inferences averaged into cached answers
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}
 
@@ -256,6 +257,7 @@ class Recognizer:
             return  # a later hit will try again
         assert self.cache is not None
         self.cache.confirm(key, prediction)
+        self.confirmations += 1
 
 
 def _ms(t0: float) -> float:

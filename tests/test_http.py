@@ -80,7 +80,8 @@ async def test_frames_from_several_cameras_and_counters_add_up(aiohttp_client, m
         assert c[key] == seen.count(tier)
     assert c["misses"] == 4  # four distinct products, one inference each, whatever the interleaving
     assert stats["model"]["invokes"] == 4
-    assert c["entries_memory"] == 4
+    assert c["entries_memory"] == 4 and c["disk_available"] is True and c["confirmations"] == 0
+    assert (await (await client.get("/readyz")).json())["cache"] == "memory+disk"
     assert c["hit_rate"] == pytest.approx((c["memory_hits"] + c["disk_hits"]) / 48, abs=1e-3)
     assert stats["cameras"]["cam-0"]["frames"] == 3 and stats["frames"] == 12
     assert stats["latency_ms"]["frame"]["count"] == 12
@@ -256,3 +257,11 @@ async def test_record_tap_stores_exactly_what_cameras_posted(aiohttp_client, mak
         frames = list(footage)
     assert [(f.camera, f.data) for f in frames] == sent  # the corrupt frame too: what the camera really sent
     assert frames[0].t <= frames[1].t <= frames[2].t
+
+
+async def test_empty_disk_tier_is_reported_available(aiohttp_client, make_config) -> None:
+    """A fresh disk cache holds nothing yet and is still open: readiness and stats must say so."""
+    client = await _client(aiohttp_client, make_config())
+    assert (await (await client.get("/readyz")).json())["cache"] == "memory+disk"
+    stats = await (await client.get("/v1/stats")).json()
+    assert stats["cache"]["disk_available"] is True and stats["cache"]["entries_disk"] == 0

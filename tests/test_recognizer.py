@@ -285,6 +285,7 @@ async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Pa
             await r.settle()
         assert res.slots[0].label == settled
         assert r.pool.invokes == confirm  # one miss, then confirmations until `confirm` inferences, no more
+        assert r.confirmations == confirm - 1
         hit = r.cache.lookup_memory(r.hasher.key(_purple(196, 192)))
         assert hit is not None and hit.inferences == confirm and hit.prediction[0][0] == settled
     finally:
