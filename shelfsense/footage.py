@@ -289,22 +289,11 @@ class VideoFootage(Footage):
         cap = cv2.VideoCapture(str(self.path))
         params = [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg_quality)]
         try:
-            i = 0
-            t0: float | None = None
-            while True:
-                ok, image = cap.read()
-                if not ok:
-                    break
-                pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-                if t0 is None:
-                    t0 = pos_ms
-                # Some streams report no timestamps (0 throughout); the frame rate is the fallback then.
-                t = (pos_ms - t0) / 1000.0 if pos_ms > t0 or i == 0 else i / self.fps
+            for i, (t, image) in enumerate(video_frames(cap, self.fps)):
                 ok, buf = cv2.imencode(".jpg", image, params)
                 if not ok:
                     raise ValueError(f"{self.path}: frame {i} could not be re-encoded to JPEG")
                 yield Frame(self.camera, i, round(t, 6), buf.tobytes(), "image/jpeg")
-                i += 1
         finally:
             cap.release()
 
@@ -316,6 +305,29 @@ class VideoFootage(Footage):
     def length(self) -> int | None:
         """Frame count as the container states it (an estimate for some formats)."""
         return self._count
+
+
+def video_frames(cap: Any, fps: float) -> Iterator[tuple[float, Any]]:
+    """(seconds since the first frame, BGR image) of an opened cv2.VideoCapture of a file, in order.
+
+    Times come from the container's timestamps; some containers carry none (0 throughout), and then the
+    stated frame rate dates the frames, or `fps` when the container states no usable rate either.
+    """
+    import cv2
+
+    stated = cap.get(cv2.CAP_PROP_FPS)
+    rate = stated if 0 < stated < 1000 else fps
+    first_ms: float | None = None
+    index = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            return
+        pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if first_ms is None:
+            first_ms = pos_ms
+        yield ((pos_ms - first_ms) / 1000.0 if pos_ms > first_ms or index == 0 else index / rate), image
+        index += 1
 
 
 def open_footage(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SourceError
-from .footage import RecordingWriter, check_camera_id
+from .footage import RecordingWriter, check_camera_id, video_frames
 
 # Streams name their protocol; anything else is a device or a file.
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -97,17 +97,14 @@ def sample_frames(
     frame is due, with t on the wall clock. Files are decoded in order with t from the container's
     timestamps, as fast as possible. A live source that stops delivering raises SourceError; a file ends.
     """
-    import cv2
-
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     period = 1.0 / fps
     due = 0.0
     start: float | None = None
-    first_ms: float | None = None
-    index = 0
+    frames = None if source.live else video_frames(cap, fps)
     while True:
-        if source.live:
+        if frames is None:
             if not cap.grab():
                 raise SourceError(f"capture source {source} stopped delivering frames")
             now = clock()
@@ -122,20 +119,8 @@ def sample_frames(
             if not ok:
                 raise SourceError(f"capture source {source} delivered a frame that could not be decoded")
         else:
-            ok, image = cap.read()
-            if not ok:
-                return
-            pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-            if first_ms is None:
-                first_ms = pos_ms
-            # Some containers carry no timestamps (0 throughout): the stated frame rate dates them then.
-            if pos_ms > first_ms or index == 0:
-                t = (pos_ms - first_ms) / 1000.0
-            else:
-                video_fps = cap.get(cv2.CAP_PROP_FPS)
-                t = index / (video_fps if 0 < video_fps < 1000 else fps)
-            index += 1
-            if duration is not None and t >= duration - 1e-6:
+            t, image = next(frames, (None, None))
+            if t is None or (duration is not None and t >= duration - 1e-6):
                 return
             if t + 1e-6 < due:
                 continue
