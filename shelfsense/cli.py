@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import modeltools
+    from . import agent, benchmark, modeltools, record, replay, synth
 
     parser = argparse.ArgumentParser(prog="shelfsense", description=__doc__)
     parser.add_argument("--version", action="version", version=f"shelfsense {__version__}")
@@ -42,14 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     modeltools.register(sub)
-    for name in ("synth", "tools", "record", "agent", "replay", "benchmark"):
-        try:
-            module = __import__(f"shelfsense.{name}", fromlist=["register"])
-        except ImportError:  # pragma: no cover - module not present in this build
-            continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+    # Each command module adds its own subcommands.
+    for module in (synth, record, agent, replay, benchmark):
+        module.register(sub)
     return parser
 
 
