@@ -78,6 +78,25 @@ def test_perceptual_cache_saves_inferences_that_exact_bytes_cannot(report: dict)
     assert {c["criterion"] for c in report["acceptance"]} >= {"more hits than the exact-bytes cache"}
 
 
+def test_frame_cost_splits_the_perceptual_frames_and_bounds_the_speed_up(
+    report: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shelfsense.benchmark import format_report
+
+    cost, ours = report["frame_cost"], report["modes"]["perceptual"]
+    # Every perceptual frame is either all hits or waited on an inference, and the first frame cannot hit.
+    assert cost["all_hit_frames"] + cost["other_frames"] == FRAMES
+    assert 0 < cost["all_hit_frames"] < FRAMES and cost["other_frames"] >= 1
+    hit = cost["all_hit_ms"]
+    assert 0 < hit["decode"] and 0 < hit["keys"] and 0 <= hit["lookups"]
+    assert cost["ceiling"] == pytest.approx(cost["no_cache_ms"]["mean"] / hit["mean"])
+    assert cost["other_ms"]["mean"] > 0 and ours["fps_vs_no_cache"] > 0  # timings compared in bench/, not here
+    five_x = next(c for c in report["acceptance"] if c["criterion"].startswith("perceptual frames/s"))
+    assert five_x["ceiling"] == cost["ceiling"]
+    text = format_report(report, 15.0)
+    assert f"ceiling: at a 100 % hit rate the perceptual cache could reach {cost['ceiling']:.2f}x" in text
+
+
 def test_accuracy_is_scored_against_the_right_frames_and_slots(report: dict, footage: Path) -> None:
     truth = [s for row in read_truth(footage / "truth.jsonl") for s in row.slots if s is not None]
     # Only products the colour model has a name for can be right; it names those by their dominant colour.
@@ -129,6 +148,7 @@ def test_cli_prints_the_table_and_writes_the_report(
     assert code == 0
     printed = capsys.readouterr().out
     assert "| mode | frames/s |" in printed and "exact-bytes cache" in printed
+    assert "ceiling" not in printed  # no perceptual run, no frame cost
     written = json.loads(out.read_text())
-    assert list(written["modes"]) == ["no-cache", "exact"]
+    assert list(written["modes"]) == ["no-cache", "exact"] and written["frame_cost"] is None
     assert written["modes"]["exact"]["inferences"] + written["modes"]["exact"]["hits"] == FRAMES * SLOTS
