@@ -25,6 +25,8 @@ from .runtime import InferencePool, Prediction
 from .slots import crop, slot_boxes
 
 HIT_TIERS = ("memory", "disk")  # served without this frame waiting on an inference
+# A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
+_WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 8, 3))
 
 
 @dataclass(slots=True)
@@ -126,6 +128,9 @@ class Recognizer:
                 disk = DiskTier(c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches)
             cache = ResultCache(memory, disk)
             await cache.open()
+            # The first pHash pays one-off set-up in PIL and scipy (~100 ms here): pay it now, not on a camera's
+            # first frame, where it would show as a latency spike.
+            await loop.run_in_executor(None, hasher.key, _WARM_UP_CROP)
         return cls(config, pool, hasher, cache)
 
     async def settle(self) -> None:

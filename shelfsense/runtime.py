@@ -122,7 +122,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ModelError(f"Cannot read labels file {path}: {exc}") from None
+        raise ModelError(f"Cannot read labels file {path}: {exc.strerror or exc}") from None
     return tuple(line.strip() for line in lines if line.strip())
 
 

@@ -37,7 +37,7 @@ def test_inspect_shared_mobilenet(mobilenet_v2: Path, imagenet_labels: Path, cap
 def test_inspect_text_on_int8_model() -> None:
     out = run("model", "inspect", str(FIXTURES / "colour_i8_48x64.tflite"))
     assert out.returncode == 0, out.stderr
-    assert "[1, 48, 64, 3] int8" in out.stdout and "labels   3 (first: red, green, blue)" in out.stdout
+    assert "[1, 48, 64, 3] int8" in out.stdout and "labels   3 (first: red; green; blue)" in out.stdout
 
 
 def test_classify_from_the_shell(shared_dir: Path, mobilenet_v2: Path, imagenet_labels: Path) -> None:
@@ -57,7 +57,14 @@ def test_classify_unreadable_image_fails_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     out = run("classify", str(FIXTURES / "colour_u8_128.tflite"), str(bad))
-    assert out.returncode == 1 and "cannot read image" in out.stderr
+    assert out.returncode == 1 and "not a readable image" in out.stderr
+    missing = run("classify", str(FIXTURES / "colour_u8_128.tflite"), str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 1 and "nope.jpg: no such file" in missing.stderr and "WARN" not in missing.stderr
+
+
+def test_classify_refuses_top_k_zero(tmp_path: Path) -> None:
+    out = run("classify", str(FIXTURES / "colour_u8_128.tflite"), "x.jpg", "--top-k", "0")
+    assert out.returncode == 2 and "--top-k: must be 1 or more, got 0" in out.stderr
 
 
 def test_missing_model_is_an_error_not_a_traceback(tmp_path: Path) -> None:
@@ -79,7 +86,7 @@ def test_eval_on_class_folders_with_a_known_answer(tmp_path: Path, capsys) -> No
     cv2.imwrite(str(tmp_path / "data" / "red" / "wrong.png"), np.full((40, 40, 3), colours["blue"], np.uint8))
     code = main(["model", "eval", str(FIXTURES / "colour_u8_128.tflite"), "--data", str(tmp_path / "data"), "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["images"] == 10
+    assert code == 0 and report["images"] == 10 and report["split"] == "all class folders"
     assert report["top1"] == 0.9 and report["top5"] == 1.0
     assert report["worst_classes"][0] == {"label": "red", "correct": 3, "total": 4}
 
@@ -93,6 +100,16 @@ def test_eval_grocery_layout_on_shared_mobilenet(grocery_dir: Path, mobilenet_v2
     report = json.loads(out.stdout)
     assert report["images"] == 296 and report["split"] == "val"
     assert report["top1"] == 0.0 and report["coarse_top1"] is None
+    # 0 % because no grocery class name is an ImageNet label, and the report says so.
+    val_classes = {line.split(",")[1] for line in (grocery_dir / "val.txt").read_text().splitlines() if line.strip()}
+    assert report["classes_in_model_labels"] == 0 and report["classes"] == len(val_classes)
+
+
+def test_eval_refuses_a_split_the_dataset_does_not_have(grocery_dir: Path) -> None:
+    """A misspelt split used to score every image under --data, train images included (94 %)."""
+    out = run("model", "eval", str(FIXTURES / "colour_u8_128.tflite"), "--data", str(grocery_dir), "--split", "test")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "No split 'test'" in out.stderr and "it has: train, val" in out.stderr
 
 
 def _card_figure(row: str) -> float:
