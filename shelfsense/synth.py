@@ -701,7 +701,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"wrote {result.frames} frames of {result.camera} to {result.out} ({rows}x{cols} slots, "
-            f"{len(result.classes)} classes, {result.takes} taken, {result.restocks} restocked, "
+            f"{len(set(result.truth[0]) - {None})} of {len(result.classes)} product classes on the shelf at first, "
+            f"{result.takes} taken, {result.restocks} restocked, "
             f"{result.arms} arms)",
             file=sys.stderr,
         )
