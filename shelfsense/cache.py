@@ -154,6 +154,8 @@ class DiskTier:
     def open(self) -> None:
         """Open the store and index this namespace's keys; on failure stay closed and say why."""
         try:
+            if self.path.exists() and not self.path.is_dir():
+                raise NotADirectoryError(f"cache.disk_path {self.path} is a file, not a folder")
             self.path.mkdir(parents=True, exist_ok=True)
             cache = diskcache.Cache(str(self.path), size_limit=self.size_limit)
             prefix = self.namespace + ":"
@@ -169,7 +171,10 @@ class DiskTier:
         log.info("disk cache %s: %d entries for this model", self.path, len(self._store))
 
     def _fail(self, what: str, exc: BaseException) -> None:
-        self.error = f"{what} failed: {type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, PermissionError) or "unable to open database file" in str(exc):
+            reason += f" (can this user create and write files in {self.path}?)"
+        self.error = f"{what} failed: {reason}"
         log.warning("disk cache at %s unusable (%s); continuing with the memory cache only", self.path, self.error)
         if self._cache is not None:
             with contextlib.suppress(Exception):  # already failing; closing is best effort

@@ -36,8 +36,14 @@ def slot_boxes(camera: CameraConfig, width: int, height: int) -> tuple[Box, ...]
         boxes = ((0, 0, width, height),)
     for i, (x, y, w, h) in enumerate(boxes):
         if x + w > width or y + h > height:
+            expected = (
+                f" (its slots are configured for {camera.width}x{camera.height} frames)"
+                if camera.width and camera.height and (camera.width, camera.height) != (width, height)
+                else ""
+            )
             raise ConfigError(
                 f"Camera '{camera.id}' slot {i} [{x}, {y}, {w}, {h}] lies outside its {width}x{height} frame"
+                + expected
             )
     return boxes
 

@@ -191,6 +191,21 @@ async def test_unwritable_disk_cache_degrades_to_memory(make_config, tmp_path: P
         assert r.cache.entries_disk == 0
     finally:
         await r.close()
+    r = await Recognizer.create(make_config(cache={"disk_path": str(blocker)}))
+    try:
+        assert r.cache.disk.error == (
+            f"open failed: NotADirectoryError: cache.disk_path {blocker} is a file, not a folder"
+        )
+    finally:
+        await r.close()
+    # sysfs refuses new folders even to root, so this is a permission failure wherever the tests run as.
+    denied = Path("/sys/shelfsense-cache-test")
+    r = await Recognizer.create(make_config(cache={"disk_path": str(denied)}))
+    try:
+        assert not r.cache.disk.available and "PermissionError" in r.cache.disk.error
+        assert f"(can this user create and write files in {denied}?)" in r.cache.disk.error
+    finally:
+        await r.close()
 
 
 async def test_bad_frames_and_unknown_camera(make_config) -> None:
@@ -202,10 +217,15 @@ async def test_bad_frames_and_unknown_camera(make_config) -> None:
             await r.recognize("one", b"\xff\xd8\xff\xe0 truncated jpeg")
         with pytest.raises(UnknownCameraError, match="'nope' is not configured"):
             await r.recognize("nope", jpeg(_carton((0, 0, 255))))
-        small = make_config(cameras={"s": {"slots": [[0, 0, 300, 300]]}})
+        box = [[0, 0, 300, 300]]
+        small = make_config(cameras={"s": {"slots": box}, "sized": {"slots": box, "width": 640, "height": 480}})
         r2 = await Recognizer.create(small)
-        with pytest.raises(BadImageError, match="slot 0"):
+        with pytest.raises(BadImageError, match="slot 0") as exc:
             await r2.recognize("s", jpeg(_carton((0, 0, 255))))
+        assert "configured for" not in str(exc.value)  # no frame size declared, none to name
+        # A camera sending another size than the one declared is told which size its slots expect.
+        with pytest.raises(BadImageError, match=r"outside its 160x240 frame \(its slots are configured for 640x480"):
+            await r2.recognize("sized", jpeg(_carton((0, 0, 255))))
         await r2.close()
     finally:
         await r.close()
