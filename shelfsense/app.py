@@ -87,10 +87,14 @@ async def _recognizer_ctx(app: web.Application) -> AsyncIterator[None]:
             entries_disk=lambda: cache.entries_disk if cache else 0,
         )
     yield
+    disk = recognizer.cache.disk if recognizer is not None and recognizer.cache is not None else None
+    disk_open = disk is not None and disk.available
     if recognizer is not None:
         service.recognizer = None
         service.model_error = "shutting down"
         await recognizer.close()
+    # Cleanup contexts unwind in reverse and this one came first: the HTTP server and every other context are done.
+    log.info("stopped; %s", f"disk cache {disk.path} closed" if disk_open else "no disk cache was open")
 
 
 async def _telemetry_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,21 +9,56 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import ShelfSenseError
+from .errors import ConfigError, ShelfSenseError
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
     from aiohttp import web
 
     from .app import create_app
     from .config import load_config
+    from .handlers import RedactingAccessLogger
 
     config = load_config(args.config or os.environ.get("SHELFSENSE_CONFIG") or None)
-    host = args.host or config.server.host
-    port = args.port or config.server.port
-    logging.getLogger(__name__).info("config %s; listening on http://%s:%d/", config.source, host, port)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        config = config.replace(server=overrides)  # checked like the file's own values
+    host, port = config.server.host, config.server.port
+    log = logging.getLogger(__name__)
+    log.info("config %s; starting on http://%s:%d/", config.source, host, port)
     # run_app answers in-flight requests on SIGTERM/SIGINT, then runs cleanup (the disk cache closes cleanly).
-    web.run_app(create_app(config), host=host, port=port, shutdown_timeout=10, print=None)
+    # Its own handlers raise on every signal, and a second one (`timeout` signals the process and its group)
+    # broke off that cleanup with a traceback: ours start the shutdown once and ignore the repeats.
+    loop = asyncio.new_event_loop()
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("already stopping: finishing in-flight requests, then closing the cache")
+            return
+        stopping = True
+        raise web.GracefulExit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        web.run_app(
+            create_app(config),
+            host=host,
+            port=port,
+            shutdown_timeout=10,
+            print=None,
+            loop=loop,
+            handle_signals=False,
+            access_log_class=RedactingAccessLogger,
+        )
+    except OSError as exc:  # the address is taken, not on this machine, not resolvable, a privileged port...
+        log.debug("serving on %s:%d failed", host, port, exc_info=True)
+        raise ConfigError(f"Cannot serve on {host}:{port} (server.host, server.port): {exc.strerror or exc}") from None
     return 0
 
 
@@ -35,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service: cameras POST frames, /v1/stats, /metrics and the dashboard report; "
+        "SIGTERM or SIGINT stops it after answering the frames in flight.",
+    )
     serve.add_argument("--config", help="config file (default: $SHELFSENSE_CONFIG or the bundled config.toml)")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")

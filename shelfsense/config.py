@@ -8,6 +8,8 @@ top of the repository documents one for one (a test keeps the two equal). Unknow
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,19 @@ BUNDLED_MODEL = PROJECT_ROOT / "models" / "grocery_int8.tflite"
 
 Box = tuple[int, int, int, int]
 
+
+# One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
+# a recording, so they must not be able to escape it.
+CAMERA_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+
+
+def check_camera_id(camera: str) -> str:
+    if not CAMERA_ID.match(camera):
+        raise ValueError(
+            f"camera id {camera!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
+            "(not starting with '.' or '-')"
+        )
+    return camera
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
@@ -100,14 +115,19 @@ class Config:
     source: Path | None = None
 
     def replace(self, **sections: Any) -> Config:
-        """A copy with whole sections or section fields replaced: `cfg.replace(cache={"enabled": False})`."""
+        """A copy with whole sections or section fields replaced: `cfg.replace(cache={"enabled": False})`.
+
+        The copy is checked like a loaded file, so overrides (e.g. `serve --port`) cannot skip the rules.
+        """
         changes = {}
         for name, value in sections.items():
             current = getattr(self, name)
             if isinstance(value, dict) and dataclasses.is_dataclass(current):
                 value = dataclasses.replace(current, **value)
             changes[name] = value
-        return dataclasses.replace(self, **changes)
+        config = dataclasses.replace(self, **changes)
+        _validate(config)
+        return config
 
 
 _SECTIONS = {
@@ -128,6 +148,8 @@ def load_config(path: str | Path | None = None) -> Config:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist") from None
+    except OSError as exc:  # a folder, no read permission, ...
+        raise ConfigError(f"Config file {path} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
     return parse_config(data, base_dir=path.resolve().parent, source=path)
@@ -208,6 +230,10 @@ def _box(key: str, value: Any) -> Box:
 
 def _camera(cid: str, raw: Any) -> CameraConfig:
     where = f"cameras.{cid}"
+    try:
+        check_camera_id(cid)
+    except ValueError as exc:
+        raise ConfigError(f"Config [cameras.{json.dumps(cid)}]: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{where}' must be a table")
     known = {"slots", "grid", "token", "width", "height"}

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from yarl import URL
 
 from .app import SERVICE, Service
+from .config import CAMERA_ID
 from .errors import (
     AuthError,
     BadImageError,
@@ -31,7 +33,8 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TOKEN_PARAM = "token"  # cameras and the dashboard may send their token in the query
+BEARER_HINT = "send 'Authorization: Bearer <token>'"
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -71,15 +74,15 @@ def _token(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.headers.get("X-ShelfSense-Token") or request.query.get("token")
+    return request.headers.get("X-ShelfSense-Token") or request.query.get(TOKEN_PARAM)
 
 
-def _check_token(request: web.Request, expected: str, what: str) -> None:
+def _check_token(request: web.Request, expected: str, what: str, how: str = BEARER_HINT) -> None:
     if not expected:
         return
     given = _token(request)
     if given is None:
-        raise AuthError(f"{what} needs a token: send 'Authorization: Bearer <token>'")
+        raise AuthError(f"{what} needs a token: {how}")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise AuthError(f"The token given for {what} is not valid", forbidden=True)
 
@@ -111,14 +114,17 @@ async def post_frame(request: web.Request) -> web.Response:
     service: Service = request.app[SERVICE]
     camera_id = request.match_info["camera"]
     if not CAMERA_ID.match(camera_id):
-        raise BadImageError(f"Camera id '{camera_id[:80]}' is not valid: use 1-64 of A-Z a-z 0-9 _ . -")
+        raise BadImageError(
+            f"Camera id '{camera_id[:80]}' is not valid: use 1-64 of A-Z a-z 0-9 _ . -, not starting with . or -"
+        )
     recognizer = service.recognizer
     if recognizer is None:
         raise ModelError(f"Not ready: {service.model_error}")
     camera = recognizer.camera(camera_id)  # 404 before reading a body we would not use
     _check_token(request, camera.token, f"camera '{camera_id}'")
     if service.pending_frames >= service.config.server.max_pending_frames:
-        raise OverloadedError(f"{service.pending_frames} frames are already being processed; retry shortly")
+        n = service.pending_frames
+        raise OverloadedError(f"{n} frame{'s are' if n != 1 else ' is'} already being processed; retry shortly")
     service.pending_frames += 1
     try:
         t0 = time.perf_counter()
@@ -199,7 +205,9 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 async def dashboard(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    _check_token(request, service.config.server.read_token, "the dashboard")
+    # People open the dashboard in a browser, which cannot add a header: say how to put the token in the address.
+    how = f"open it as /?{TOKEN_PARAM}=<token> (or {BEARER_HINT})"
+    _check_token(request, service.config.server.read_token, "the dashboard", how)
     page = resources.files("shelfsense").joinpath("static/dashboard.html").read_bytes()
     return web.Response(body=page, content_type="text/html", charset="utf-8")
 
@@ -223,6 +231,45 @@ async def readyz(request: web.Request) -> web.Response:
             "disk_error": disk.error if disk is not None and not disk.available else None,
         }
     )
+
+
+def redact_token(url: str | URL) -> str:
+    """`url` with the value of every `?token=` replaced by `redacted`."""
+    try:
+        url = URL(url)
+    except ValueError:
+        return "(unparseable)"
+    if TOKEN_PARAM not in url.query:
+        return str(url)
+    return str(url.with_query([(k, "redacted" if k == TOKEN_PARAM else v) for k, v in url.query.items()]))
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """aiohttp's default access line without token values, in the request target and in its Referer.
+
+    Access logs are kept and shared far more widely than the config, and a token in the dashboard's address
+    reaches the log twice: in its own request and as the Referer of every request the page makes. The line's
+    time is left to the logging format; `log_format` is not used.
+    """
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        referer = request.headers.get("Referer")
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d "%s" "%s"',
+            request.remote or "-",
+            request.method,
+            redact_token(request.rel_url),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            redact_token(referer) if referer else "-",
+            request.headers.get("User-Agent", "-"),
+        )
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def test_user_file_states_only_what_it_changes(tmp_path: Path) -> None:
         ("[cameras.a]\nslots = [[0, 0, 10, 10]]\ngrid = { rows = 1, cols = 1 }\n", "cameras.a"),
         ("[cameras.a]\nwidth = 100\nheight = 100\nslots = [[0, 0, 50, 50], [60, 60, 50, 50]]\n", "slot 1"),
         ("not toml = = 1", "not valid TOML"),
+        ('[cameras."bad id/x"]\n', 'cameras."bad id/x"'),  # HTTP would refuse the id: it could never be reached
+        ("[cameras.-x]\n", 'cameras."-x"'),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:
@@ -68,6 +71,31 @@ def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> No
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_config_path_that_is_not_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"{tmp_path} cannot be read: Is a directory"):
+        load_config(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot be read: Not a directory"):
+        load_config(tmp_path / "file" / "site.toml")
+
+
+def test_unreadable_config_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.toml"
+    locked.write_text("[server]\nport = 9000\n")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):
+        pytest.skip("running as root: file permissions do not stop reading")
+    with pytest.raises(ConfigError, match="cannot be read: Permission denied"):
+        load_config(locked)
+
+
+def test_overrides_are_checked_like_the_file() -> None:
+    """`serve --port 99999` goes through Config.replace and must meet the rule the file's port meets."""
+    with pytest.raises(ConfigError, match="server.port"):
+        load_config().replace(server={"port": 99999})
+    assert load_config().replace(server={"port": 9000}).server.port == 9000
 
 
 def test_slots_from_grid_roi_and_whole_frame() -> None:

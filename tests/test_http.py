@@ -16,6 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shelfsense.app import create_app
 
+API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def documented_error_codes() -> set[str]:
+    """The codes in the errors table of docs/api.md, the contract clients rely on."""
+    table = API_DOC.read_text().split("## Errors", 1)[1]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("|")]
+    return {code for cells in rows for code in cells[2].split("`")[1::2]}  # | status | code | when |
+
 
 @pytest.fixture
 def images(shared_dir: Path) -> dict[str, np.ndarray]:
@@ -120,6 +129,7 @@ async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client
         (lambda: post(client, "one", good, "text/plain"), 415, "unsupported_media_type"),
         (lambda: post(client, "nope", good), 404, "unknown_camera"),
         (lambda: post(client, "bad id!", good), 400, "bad_image"),
+        (lambda: post(client, "-x", good), 400, "bad_image"),  # the config refuses this id too
         (lambda: post(client, "locked", good), 401, "unauthorized"),
         (lambda: post(client, "locked", good, Authorization="Bearer wrong"), 403, "forbidden"),
         (lambda: client.get("/v1/nothing-here"), 404, "not_found"),
@@ -132,6 +142,7 @@ async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client
         if status is not None:
             assert (resp.status, body["error"]) == (status, code), body
             assert len(body["detail"]) > 10
+            assert code in documented_error_codes()
         # and a good frame right after still succeeds
         after = await post(client, "one", good)
         assert after.status == 200
@@ -175,7 +186,10 @@ async def test_read_token_guards_stats_metrics_dashboard(aiohttp_client, make_co
         assert (await client.get(path, headers={"Authorization": "Bearer x"})).status == 403
         assert (await client.get(path, headers={"Authorization": "Bearer r"})).status == 200
     assert (await client.get("/v1/stats?token=r")).status == 200
+    assert (await client.get("/?token=r")).status == 200
     assert (await client.get("/healthz")).status == 200
+    # a browser cannot send a header: the answer must say how to open the dashboard
+    assert "open it as /?token=<token>" in (await (await client.get("/")).json())["detail"]
 
 
 async def test_metrics_parse_and_agree_with_stats(aiohttp_client, make_config, images, vcgencmd) -> None:
@@ -220,7 +234,9 @@ async def test_missing_model_keeps_service_up(aiohttp_client, make_config, tmp_p
     client = await aiohttp_client(create_app(make_config(model={"path": str(tmp_path / "gone.tflite")})))
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
-    assert ready.status == 503 and "does not exist" in (await ready.json())["detail"]
+    body = await ready.json()
+    assert ready.status == 503 and "does not exist" in body["detail"]
+    assert body["error"] == "not_ready" and "not_ready" in documented_error_codes()
     resp = await post(client, "one", jpeg(images["cat"]))
     assert resp.status == 503 and (await resp.json())["error"] == "model_error"
     stats = await (await client.get("/v1/stats")).json()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import cv2
+import numpy as np
 import pytest
-from conftest import jpeg, tile
+from conftest import FIXTURE_MODELS, jpeg, tile
 
 from shelfsense.config import BUNDLED_MODEL
 
@@ -129,6 +130,113 @@ def test_bad_config_exits_with_the_key_named(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "cache.max_distance" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _colour_config(tmp_path: Path, port: int, extra: str = "") -> Path:
+    """A config on the tiny fixture model: a real server that starts in a moment and needs no shared data."""
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nhost = "127.0.0.1"\n{extra}\n'
+        f'[model]\npath = "{FIXTURE_MODELS / "colour_u8_128.tflite"}"\n'
+        f'labels = "{FIXTURE_MODELS / "colour_u8_128_labels.txt"}"\nthreads = 1\n'
+        f'[cache]\ndisk_path = "cache"\n[telemetry]\nsysfs_root = "no-sysfs"\nvcgencmd = "no-vcgencmd"\n'
+        '[cameras.cam]\ntoken = "cam-secret-1"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("port in use", "address already in use"),
+        ("port out of range", "'server.port' must be 1..65535, got 99999"),
+        ("host not on this machine", "cannot assign requested address"),
+        ("config is a folder", "cannot be read: Is a directory"),
+        ("config under a file", "cannot be read: Not a directory"),
+        ("camera id HTTP refuses", 'cameras."bad id/x"'),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, case: str, message: str) -> None:
+    port = _port()
+    config = _colour_config(tmp_path, port)
+    args = ["--config", str(config)]
+    with socket.socket() as taken:
+        if case == "port in use":
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+        elif case == "port out of range":
+            args += ["--port", "99999"]
+        elif case == "host not on this machine":
+            args += ["--host", "192.0.2.1"]  # TEST-NET-1: documentation only, never assigned to a machine
+        elif case == "config is a folder":
+            args = ["--config", str(tmp_path)]
+        elif case == "config under a file":
+            args = ["--config", str(config / "site.toml")]
+        elif case == "camera id HTTP refuses":
+            config.write_text(config.read_text() + '[cameras."bad id/x"]\n')
+        out = subprocess.run(
+            [sys.executable, "-m", "shelfsense.cli", "serve", *args], capture_output=True, text=True, timeout=60
+        )
+    assert "Traceback" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("shelfsense: error: ")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr
+    assert message in errors[0], errors
+
+
+async def test_tokens_never_reach_the_access_log(tmp_path: Path) -> None:
+    port = _port()
+    proc = _serve("--config", str(_colour_config(tmp_path, port, 'read_token = "read-secret-2"')))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _ready(url, proc)
+        frame = jpeg(np.full((48, 64, 3), (0, 0, 255), np.uint8))  # a red shelf, BGR
+        async with aiohttp.ClientSession() as session:
+            # a camera that can only put its token in the address, and the dashboard opened as documented,
+            # whose page then asks for the stats with its own address as Referer
+            async with session.post(
+                f"{url}/v1/frames/cam?token=cam-secret-1", data=frame, headers={"Content-Type": "image/jpeg"}
+            ) as r:
+                assert r.status == 200, await r.text()
+            async with session.get(f"{url}/?token=read-secret-2") as r:
+                assert r.status == 200
+            async with session.get(
+                f"{url}/v1/stats?token=read-secret-2&x=1", headers={"Referer": f"{url}/?token=read-secret-2"}
+            ) as r:
+                assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stderr.read().decode()
+    assert "secret" not in log, log
+    assert '"POST /v1/frames/cam?token=redacted HTTP/1.1" 200' in log, log
+    assert '"GET /v1/stats?token=redacted&x=1 HTTP/1.1" 200' in log and f'"{url}/?token=redacted"' in log, log
+    assert f"stopped; disk cache {tmp_path / 'cache'} closed" in log, log
+
+
+async def test_repeated_signal_during_shutdown_is_harmless(tmp_path: Path) -> None:
+    """`timeout` signals the process and its group: the second signal arrives while the first is being handled."""
+    port = _port()
+    proc = _serve("--config", str(_colour_config(tmp_path, port)))
+    try:
+        await _ready(f"http://127.0.0.1:{port}", proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stderr.read().decode()
+    assert code == 0 and "Traceback" not in log, log
+    assert "already stopping" in log and "stopped; disk cache" in log, log
+
+
+def test_serve_help_says_what_it_does() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "shelfsense.cli", "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "Run the HTTP service" in out.stdout, out.stdout
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
