@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from .footage import Footage, check_camera_id, open_footage
+from .config import check_camera_id
+from .footage import Footage, open_footage
 from .record import Source, SourceError, encode_jpeg, open_capture, parse_source, sample_frames
 
 log = logging.getLogger(__name__)
@@ -37,14 +39,33 @@ CONNECTION_KINDS = frozenset({"connect", "disconnected", "timeout"})
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
+def check_server_url(url: str) -> str:
+    """`url` when it is an http(s) URL naming a host, else ValueError saying what --url needs.
+
+    aiohttp refuses anything else only at the first request, which a retrying sender would count as one
+    more failed post, forever.
+    """
+    parts = urlsplit(str(url))
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number, or out of range
+        port_ok = False
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
+        hint = f" (did you mean 'http://{url}'?)" if "://" not in str(url) and url else ""
+        raise ValueError(f"--url must be an http:// or https:// URL, got {str(url)!r}{hint}")
+    return url
+
+
 @dataclass
 class AgentStats:
     """Counters of one agent run.
 
-    grabbed: frames taken from the source. sent: frames POSTed at least once. ok: frames answered 200.
-    failed: sent frames that never got a 200 (not retryable, retries exhausted, or a newer frame took over
-    during the backoff). dropped: stale frames replaced by a newer one before being sent, so
-    grabbed = sent + dropped + (at most 2: one waiting, one held when the agent stopped).
+    grabbed: frames taken from the source. sent: frames POSTed whose outcome is known, so sent = ok + failed
+    at every moment (a frame still in flight or being retried is counted when it settles). ok: frames
+    answered 200. failed: sent frames that never got a 200 (not retryable, retries exhausted, a newer frame
+    took over during the backoff, or the agent stopped first). dropped: stale frames replaced by a newer one
+    before being sent, so grabbed = sent + dropped + (at most 2 after a stop: one waiting, one held unsent),
+    exactly when the source ended or max_frames was reached.
     attempts: POSTs made; retries: POSTs made after a failed one. errors: failed POSTs by kind (connect,
     disconnected, timeout, http_<status>). reconnects: answers right after connection-level failures.
     max_waiting: most frames ever waiting in the slot (1 by design).
@@ -197,6 +218,7 @@ class CameraAgent:
         rng: random.Random | None = None,
     ) -> None:
         check_camera_id(camera)
+        check_server_url(url)
         if max_retries < 0 or backoff_base_s <= 0 or backoff_cap_s < backoff_base_s:
             raise ValueError("need max_retries >= 0 and 0 < backoff_base_s <= backoff_cap_s")
         self.source = source
@@ -222,13 +244,16 @@ class CameraAgent:
         return delay * self.rng.uniform(0.5, 1.0)
 
     async def run(self, stop: asyncio.Event, max_frames: int | None = None) -> AgentStats:
+        """Run until `stop` is set, or the source ended or gave `max_frames` frames and each was sent or dropped."""
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"--max-frames must be at least 1, got {max_frames}")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shelfsense-grab-{self.camera}")
-        grabber = asyncio.create_task(self._grab(stop, executor), name="shelfsense-grabber")
+        grabber = asyncio.create_task(self._grab(stop, executor, max_frames), name="shelfsense-grabber")
         summary = asyncio.create_task(self._summaries(stop), name="shelfsense-agent-summary")
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
-                await self._send(session, stop, max_frames)
+                await self._send(session, stop)
         finally:
             stop.set()
             for task in (grabber, summary):
@@ -242,7 +267,9 @@ class CameraAgent:
         log.info("camera %s stopped: %s", self.camera, self.stats.line())
         return self.stats
 
-    async def _grab(self, stop: asyncio.Event, executor: ThreadPoolExecutor) -> None:
+    async def _grab(self, stop: asyncio.Event, executor: ThreadPoolExecutor, max_frames: int | None) -> None:
+        # The frame count ends the run from here, not from the sender: during an outage the sender replaces
+        # its held frame with each newer one and would never finish a frame it could count.
         loop = asyncio.get_running_loop()
         failures = 0
         number = 0
@@ -263,6 +290,8 @@ class CameraAgent:
                         self.slot.put(Grabbed(number, data, ctype))
                         number += 1
                         failures = 0
+                        if max_frames is not None and number >= max_frames:
+                            return
                 except SourceError as exc:
                     # A camera unplugged or a stream dropped: reopen it, backing off like the sender does.
                     self.stats.source_errors += 1
@@ -293,12 +322,19 @@ class CameraAgent:
             return None
         return self.slot.take_nowait()  # the grabber ended: send what it left, if anything
 
-    async def _send(self, session: aiohttp.ClientSession, stop: asyncio.Event, max_frames: int | None) -> None:
+    def _settle(self, ok: bool) -> None:
+        # sent moves with ok/failed, so no window of the summary shows more answers than frames sent.
+        self.stats.sent += 1
+        if ok:
+            self.stats.ok += 1
+        else:
+            self.stats.failed += 1
+
+    async def _send(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         failures = 0  # consecutive failed POSTs, whatever frame they carried
         link_down = False
         retry_after: float | None = None
-        done = 0
-        while max_frames is None or done < max_frames:
+        while True:
             frame = await self._next_frame(stop)
             if frame is None:
                 return
@@ -308,18 +344,18 @@ class CameraAgent:
                     delay = self.backoff(failures, retry_after)
                     self.stats.backoff_s = delay
                     if await _wait(stop, delay):
+                        if attempts:
+                            self._settle(ok=False)
                         return
                     newer = self.slot.take_nowait()
                     if newer is not None:
                         # The held frame went stale while we waited: given up if it was tried, else dropped.
                         if attempts:
-                            self.stats.failed += 1
+                            self._settle(ok=False)
                         else:
                             self.stats.dropped += 1
                         frame, attempts = newer, 0
                     self.stats.retries += 1
-                if attempts == 0:
-                    self.stats.sent += 1
                 attempts += 1
                 self.stats.attempts += 1
                 self.stats.max_attempts_per_frame = max(self.stats.max_attempts_per_frame, attempts)
@@ -330,21 +366,20 @@ class CameraAgent:
                     link_down = False
                     log.info("camera %s: server reachable again", self.camera)
                 if kind is None:
-                    self.stats.ok += 1
+                    self._settle(ok=True)
                     failures = 0
                     break
                 self.stats.errors[kind] += 1
                 status = int(kind[5:]) if kind.startswith("http_") else None
                 if status is not None and status not in RETRY_STATUSES:
-                    self.stats.failed += 1
+                    self._settle(ok=False)
                     failures = 0  # the server is up and answered: the frame or the configuration is the problem
                     break
                 failures += 1
                 link_down = link_down or kind in CONNECTION_KINDS
                 if attempts > self.max_retries:
-                    self.stats.failed += 1
+                    self._settle(ok=False)
                     break
-            done += 1
 
     async def _post(self, session: aiohttp.ClientSession, frame: Grabbed) -> tuple[str | None, float | None]:
         """POST one frame: (None, None) on 200, else (error kind, Retry-After seconds or None)."""
@@ -452,7 +487,10 @@ async def run_agent(
     summary_s: float = 10.0,
     agent_out: list[CameraAgent] | None = None,
 ) -> AgentStats:
-    """Run a camera agent until `stop` is set, `max_frames` frames were sent, or a non-looping source ends.
+    """Run a camera agent until `stop` is set, or the source ends or has given `max_frames` frames.
+
+    Either way the run ends once every frame grabbed was sent (answered, or given up after its retries) or
+    dropped as stale, so with the server down it still ends, having delivered nothing (stats.ok == 0).
 
     `agent_out`, when given, receives the CameraAgent so a caller can watch its slot while it runs.
     """
@@ -480,19 +518,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the camera agent: grab frames and post them to a ShelfSense server",
         description=(
             "Grab frames from --source at --fps and POST them to --url as camera --camera, dropping stale frames "
-            "and retrying through server restarts. Stops on Ctrl-C / SIGTERM."
+            "and retrying through server restarts. Stops on Ctrl-C / SIGTERM, at the end of a file or footage "
+            "without --loop, or after --max-frames. Exit status 0, 1 when frames were sent and none was "
+            "delivered, 2 on bad arguments or a source that cannot be opened."
         ),
     )
     p.add_argument(
         "--source", required=True, help="V4L2 device (0, /dev/video0), RTSP/HTTP URL, video file or footage folder"
     )
-    p.add_argument("--url", required=True, help="server base URL, e.g. http://shelfpi.local:8080")
+    p.add_argument("--url", required=True, help="server base URL (http:// or https://), e.g. http://shelfpi.local:8080")
     p.add_argument("--camera", required=True, help="camera id as configured on the server")
-    p.add_argument("--fps", type=float, default=2.0, help="frames per second to send (default 2)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=2.0,
+        help="frames per second to send (default 2); a video file is paced by its own timestamps and only "
+        "thinned to at most this rate, a footage folder is sent at exactly this rate",
+    )
     p.add_argument("--token", default="", help="the camera's bearer token, if the server sets one")
     p.add_argument("--jpeg-quality", type=int, default=85)
     p.add_argument("--loop", action="store_true", help="replay a video file or footage folder endlessly")
-    p.add_argument("--max-frames", type=int, help="stop after sending this many frames")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        help="stop after grabbing this many frames, once each was sent (answered or given up) or dropped as stale; "
+        "ends during a server outage too, with exit status 1 when none was delivered",
+    )
     p.add_argument("--max-retries", type=int, default=3, help="retries per frame before it is given up")
     p.add_argument("--backoff-cap", type=float, default=10.0, help="longest wait between retries, seconds")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
@@ -504,7 +555,11 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.jpeg_quality <= 100:
         print(f"shelfsense camera: --jpeg-quality must be within 1..100, got {args.jpeg_quality}", file=sys.stderr)
         return 2
+    if args.max_frames is not None and args.max_frames < 1:
+        print(f"shelfsense camera: --max-frames must be at least 1, got {args.max_frames}", file=sys.stderr)
+        return 2
     try:
+        check_server_url(args.url)  # before the source: opening a stream may take seconds
         source = FrameSource(args.source, fps=args.fps, jpeg_quality=args.jpeg_quality, loop=args.loop)
         check_camera_id(args.camera)
     except (ValueError, OSError) as exc:
@@ -536,4 +591,7 @@ def _run(args: argparse.Namespace) -> int:
 
     stats = asyncio.run(main())
     print(f"camera {args.camera}: {stats.line()}", file=sys.stderr)
-    return 0 if stats.ok or not stats.sent else 1
+    if stats.sent and not stats.ok:
+        print(f"camera {args.camera}: nothing was delivered to {args.url} ({stats.sent} sent, 0 ok)", file=sys.stderr)
+        return 1
+    return 0

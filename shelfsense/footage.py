@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .config import check_camera_id
+
 INDEX_NAME = "index.jsonl"
 META_NAME = "meta.json"
 SEGMENT_PREFIX = "seg-"
@@ -39,8 +41,6 @@ VIDEO_SUFFIXES = {
     ".mpeg",
     ".h264",
 }
-# Camera ids become directory names inside a recording, so they must not be able to escape it.
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -65,15 +65,6 @@ def sniff_content_type(data: bytes, fallback: str) -> str:
     if data.startswith(b"\xff\xd8"):
         return "image/jpeg"
     return fallback
-
-
-def check_camera_id(camera: str) -> str:
-    if not CAMERA_ID.match(camera):
-        raise ValueError(
-            f"camera id {camera!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
-            "(not starting with '.')"
-        )
-    return camera
 
 
 class Footage:
@@ -371,8 +362,9 @@ class RecordingWriter:
     Without `max_bytes` the layout is flat (DIR/index.jsonl + DIR/frames/...). With it, frames go
     into DIR/seg-NNNNNN/ folders of about `segment_bytes` each (default max_bytes / 16), and the
     oldest segment is deleted whenever the total exceeds `max_bytes`. Reopening an existing
-    recording appends to it. Writes are serialised by a lock, so executor threads may share one
-    writer; two writers on one folder are not supported.
+    recording appends to it, and its first frame is dated one frame interval after the last one
+    recorded, whatever the caller's clock says. Writes are serialised by a lock, so executor
+    threads may share one writer; two writers on one folder are not supported.
     `started` fixes the wall clock of t = 0 (reproducible output); by default it is now.
     """
 
@@ -398,7 +390,8 @@ class RecordingWriter:
         self._lock = threading.Lock()
         self._clock_start = time.monotonic()
         self._started = started
-        self._t_offset = 0.0
+        self._resume_at: float | None = None  # t due to the first frame of a continued recording
+        self._t_shift = 0.0
         self._seq = 0
         self._made_dirs: set[Path] = set()
 
@@ -411,7 +404,8 @@ class RecordingWriter:
             raise FileExistsError(f"{self.folder} is not empty and holds no recording; pick another folder")
         if flat and max_bytes is not None:
             raise ValueError(
-                f"{self.folder} holds an unrotated recording; it cannot be continued with max_bytes"
+                f"{self.folder} holds a recording without a size cap, which cannot be continued with one; "
+                "continue it without a cap or record into another folder"
             )
         self.segmented = max_bytes is not None or (bool(existing) and not flat)
 
@@ -437,18 +431,27 @@ class RecordingWriter:
             # Cut a half-written last line so the next append does not glue onto it.
             with index.open("r+b") as f:
                 f.truncate(data.rfind(b"\n") + 1)
-        # The newest frame may sit in an earlier part when the last one was just started.
+        # The newest frames may sit in an earlier part when the last one was just started.
+        times: list[float] = []  # t of the last two frames, oldest first
         for part in reversed(parts):
             last_entry: dict[str, Any] | None = None
             count = 0
+            part_times: list[float] = []
             for _, entry in _index_entries(part / INDEX_NAME):
                 last_entry = entry
                 count += 1
-            if last_entry is not None:
-                self._t_offset = float(last_entry.get("t", 0.0))
+                part_times = [*part_times[-1:], float(entry.get("t", 0.0))]
+            if last_entry is None:
+                continue
+            if not times:
                 digits = _DIGITS.findall(Path(last_entry["file"]).stem)
                 self._seq = int(digits[-1]) + 1 if digits else count
-                return
+            times = (part_times + times)[-2:]
+            if len(times) == 2:
+                break
+        if times:
+            # One more frame interval, so the next frame neither shares the last one's t nor jumps ahead.
+            self._resume_at = times[-1] + (max(0.0, times[-1] - times[0]) if len(times) == 2 else 0.0)
 
     def _open_index(self, directory: Path) -> Any:
         directory.mkdir(parents=True, exist_ok=True)
@@ -470,7 +473,12 @@ class RecordingWriter:
         t: float | None = None,
         wall: datetime | None = None,
     ) -> bool:
-        """Append one frame; False when `camera` is not among the cameras this writer keeps."""
+        """Append one frame; False when `camera` is not among the cameras this writer keeps.
+
+        `t` is seconds on the caller's clock (default: since the writer opened). A continued recording
+        shifts this clock so that its first frame follows the last recorded one: callers such as
+        `shelfsense record` start at 0 in every run.
+        """
         with self._lock:
             return self._write(camera, data, content_type, t, wall)
 
@@ -490,7 +498,10 @@ class RecordingWriter:
             kinds = ", ".join(EXTENSIONS)
             raise ValueError(f"content type {content_type!r} cannot be recorded (only {kinds})")
         if t is None:
-            t = self._t_offset + time.monotonic() - self._clock_start
+            t = time.monotonic() - self._clock_start
+        if self._resume_at is not None:
+            self._t_shift, self._resume_at = self._resume_at - t, None
+        t = t + self._t_shift
         if wall is None:
             wall = self._started + timedelta(seconds=t) if self._started is not None else datetime.now(UTC)
 
@@ -612,7 +623,7 @@ def footage_commands(subparsers: argparse._SubParsersAction) -> argparse._SubPar
     """The `footage` command's own subcommands, created on first use so several modules can add to it."""
     parser = subparsers.choices.get("footage")
     if parser is None:
-        parser = subparsers.add_parser("footage", help="record, generate and inspect footage")
+        parser = subparsers.add_parser("footage", help="synthetic shelf footage with ground truth (synth)")
     commands = getattr(parser, "_shelfsense_commands", None)
     if commands is None:
         commands = parser.add_subparsers(dest="footage_command", metavar="COMMAND", required=True)

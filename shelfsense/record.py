@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import check_camera_id
 from .errors import SourceError
-from .footage import RecordingWriter, check_camera_id, video_frames
+from .footage import RecordingWriter, video_frames
 
 # Streams name their protocol; anything else is a device or a file.
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -144,7 +145,7 @@ class RecordResult:
     camera: str
     frames: int
     bytes: int
-    seconds: float  # footage time covered (t of the last frame)
+    seconds: float  # footage time this run covered (t of its last frame, from 0 even when continuing)
 
 
 def record(
@@ -168,6 +169,8 @@ def record(
         raise ValueError(f"--duration must be positive, got {duration}")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"--jpeg-quality must be within 1..100, got {jpeg_quality}")
+    if max_bytes is not None and max_bytes <= 0:
+        raise ValueError(f"--max-bytes must be positive, got {max_bytes}")
     cap = open_capture(src)
     frames = size = 0
     t = 0.0
@@ -187,6 +190,7 @@ def record(
                 try:
                     for t, image in sample_frames(cap, src, fps=fps, duration=duration):
                         data = encode_jpeg(image, jpeg_quality)
+                        # t restarts at 0 each run; the writer moves it past frames already recorded.
                         writer.write(camera, data, "image/jpeg", t=t)
                         frames += 1
                         size += len(data)

@@ -28,7 +28,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from .footage import RecordingFootage, check_camera_id, open_footage, read_truth
+from .agent import check_server_url
+from .config import check_camera_id
+from .footage import RecordingFootage, open_footage, read_truth
 
 HIT_TIERS = ("memory", "disk")
 TIERS = ("memory", "disk", "miss", "coalesced")
@@ -91,6 +93,8 @@ class ReplayReport:
     max_lag_s: float = 0.0  # how far behind schedule a paced send got
     truth_rows: int = 0
     interrupted: bool = False
+    # The server's `detail` from the first refusal of each status: a count alone does not say what to fix.
+    error_details: dict[str, str] = field(default_factory=dict)
 
     # ---- figures derived from the per-frame records
 
@@ -171,6 +175,7 @@ class ReplayReport:
             "cameras": len(self.cameras),
             "frames": {"sent": self.sent, "ok": self.ok, "failed": self.sent - self.ok},
             "errors": self.errors,
+            "error_details": dict(self.error_details),
             "slots": {"total": sum(self.tiers.values()), **self.tiers},
             "hit_rate": self.hit_rate,
             "hit_rate_after_warmup": self.hit_rate_after_warmup,
@@ -202,7 +207,13 @@ class ReplayReport:
             return "-" if x is None else f"{x:.3f}"
 
         tiers = d["slots"]
-        errors = ", ".join(f"{k}: {v}" for k, v in sorted(d["errors"].items())) or "none"
+        errors = (
+            ", ".join(
+                f"{k}: {v}" + (f" ({self.error_details[k]})" if k in self.error_details else "")
+                for k, v in sorted(d["errors"].items())
+            )
+            or "none"
+        )
         offered = "max" if d["fps"]["offered"] is None else f"{d['fps']['offered']:.2f}"
         achieved = "-" if d["fps"]["achieved"] is None else f"{d['fps']['achieved']:.2f}"
         rows = [
@@ -290,6 +301,7 @@ async def replay(
     stop: asyncio.Event | None = None,
 ) -> ReplayReport:
     """Replay footage against the server at `url`; `speed` None = as fast as possible."""
+    check_server_url(url)
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive (or max), got {speed}")
     if warmup < 0:
@@ -352,9 +364,11 @@ async def replay(
                     else:
                         report.max_lag_s = max(report.max_lag_s, lag)
                 async with semaphore:
-                    record, slots = await _post(
+                    record, slots, detail = await _post(
                         session, f"{base}/v1/frames/{stream.camera}", frame, stream, seq, start, loop
                     )
+                if record.error is not None and detail:
+                    report.error_details.setdefault(record.error, detail)
                 _score(record, truth_map.get((stream.source_camera, frame.index)), slots)
                 report.records.append(record)
                 report.elapsed_s = max(report.elapsed_s, loop.time() - start)
@@ -393,11 +407,12 @@ async def _post(
     seq: int,
     start: float,
     loop: asyncio.AbstractEventLoop,
-) -> tuple[FrameRecord, list[dict[str, Any]]]:
-    """POST one frame: its record, and the answer's slots (scored by the caller, then forgotten)."""
+) -> tuple[FrameRecord, list[dict[str, Any]], str | None]:
+    """POST one frame: its record, the answer's slots (scored by the caller, then forgotten) and, for a
+    refusal, the server's detail."""
     sent = loop.time()
     t0 = time.perf_counter()
-    status, error, body = 0, None, None
+    status, error, body, detail = 0, None, None, None
     try:
         async with session.post(url, data=frame.data, headers={"Content-Type": frame.content_type}) as resp:
             status = resp.status
@@ -406,6 +421,7 @@ async def _post(
             body = json.loads(raw)
         else:
             error = str(status)
+            detail = _error_detail(raw)
     except aiohttp.ClientConnectorError:
         error = "connect"
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
@@ -433,7 +449,18 @@ async def _post(
         record.tiers = (counts["memory"], counts["disk"], counts["miss"], counts["coalesced"])
         record.server_frame = body.get("frame")
         record.server_ms = body.get("latency_ms")
-    return record, slots
+    return record, slots, detail
+
+
+def _error_detail(raw: bytes) -> str | None:
+    """The `detail` of a ShelfSense error answer, or the start of any other body (a proxy's page)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    text = str(data.get("detail") or data.get("error") or "") if isinstance(data, dict) else ""
+    text = " ".join((text or raw[:200].decode("utf-8", "replace")).split())
+    return text[:160] or None
 
 
 def _score(record: FrameRecord, truth: tuple[str | None, ...] | None, slots: list[dict[str, Any]]) -> None:
@@ -475,11 +502,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="post recorded footage to a server as one or many cameras and report hit rate, latency, accuracy",
         description=(
             "Replay footage (recordings, folders of frames, video files) against a running server. "
-            "Exit status 1 when any frame failed."
+            "Exit status 1 when any frame failed, 2 on bad arguments (such as a --url that is not http(s)://) "
+            "or unreadable footage."
         ),
     )
     p.add_argument("footage", nargs="+", type=Path, help="recording folder, folder of frames or video file")
-    p.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--url", required=True, help="server base URL (http:// or https://), e.g. http://127.0.0.1:8080")
     p.add_argument("--camera", help="camera id to post as (and to pick from a multi-camera recording)")
     p.add_argument("--cameras", type=int, default=1, help="fan each footage out as K cameras <camera>-0..K-1")
     p.add_argument("--speed", type=_speed, default=1.0, help="1.0 = recorded pace, 2.0 = twice as fast, max")

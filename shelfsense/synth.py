@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from shelfsense.config import check_camera_id
 from shelfsense.footage import (
     IMAGE_TYPES,
     INDEX_NAME,
@@ -31,7 +32,6 @@ from shelfsense.footage import (
     SEGMENT_PREFIX,
     RecordingWriter,
     TruthRow,
-    check_camera_id,
     footage_commands,
     write_truth,
 )

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import re
 import socket
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`shelfsense ARGS` as a user runs it; the timeout turns a command that never ends into a failure."""
+    cmd = [sys.executable, "-m", "shelfsense.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     """Poll until `condition` holds; the timeout only guards against hanging, it is not a speed check."""
     loop = asyncio.get_running_loop()
@@ -58,17 +69,19 @@ async def test_agent_sends_frames_and_does_not_retry_refused_ones(tmp_path: Path
     runner, port = await start_server(colour_config(tmp_path, {"cam-a": {"grid": {"rows": 2, "cols": 4}}}))
     try:
         url = f"http://127.0.0.1:{port}"
-        # Looping, so frames dropped while one is in flight do not end the footage before max_frames.
-        good = await run_agent(shelf.out, url, "cam-a", fps=50, loop=True, max_frames=6, backoff_base_s=0.01)
+        good = await run_agent(shelf.out, url, "cam-a", fps=50, max_frames=6, backoff_base_s=0.01)
         # A camera the server does not know: 404 is not retried, the frame is given up at once.
-        refused = await run_agent(shelf.out, url, "cam-unknown", fps=50, loop=True, max_frames=4, backoff_base_s=0.01)
+        refused = await run_agent(shelf.out, url, "cam-unknown", fps=50, max_frames=4, backoff_base_s=0.01)
         stats = runner.app[SERVICE].stats.snapshot()
     finally:
         await runner.cleanup()
-    assert (good.sent, good.ok, good.failed, good.retries) == (6, 6, 0, 0) and not good.errors
-    assert stats["cameras"]["cam-a"]["frames"] == 6
-    assert (refused.sent, refused.ok, refused.failed) == (4, 0, 4)
-    assert refused.errors == {"http_404": 4} and refused.retries == 0 and refused.attempts == 4
+    # max_frames counts frames grabbed; each was then sent or, if a newer one came while one was in flight, dropped.
+    assert good.grabbed == 6 and good.sent + good.dropped == 6 and good.sent >= 1
+    assert (good.ok, good.failed, good.retries) == (good.sent, 0, 0) and not good.errors
+    assert stats["cameras"]["cam-a"]["frames"] == good.sent
+    assert refused.grabbed == 4 and refused.sent + refused.dropped == 4 and refused.sent >= 1
+    assert (refused.ok, refused.failed) == (0, refused.sent)
+    assert refused.errors == {"http_404": refused.sent} and refused.retries == 0 and refused.attempts == refused.sent
 
 
 async def test_agent_recovers_when_the_server_restarts_on_the_same_port(tmp_path: Path, shelf: SynthResult) -> None:
@@ -149,12 +162,96 @@ async def test_agent_with_server_down_drops_stale_frames_in_bounded_memory(shelf
     assert grown < 20 * frame_bytes, f"memory grew by {grown} bytes while frames were being dropped"
     assert max(waiting) <= 1 and result.max_waiting == 1
     assert result.ok == 0 and result.reconnects == 0 and set(result.errors) == {"connect"}
-    assert result.dropped >= 150 and result.failed >= result.sent - 1  # all but one in flight at the stop
+    # The frame held mid-backoff at the stop is given up too: every frame sent failed.
+    assert result.dropped >= 150 and result.failed == result.sent
     # Retries are bounded per frame, and the backoff delays stayed within their cap.
     assert result.max_attempts_per_frame <= 1 + max_retries
     assert result.attempts <= result.sent * (1 + max_retries)
     assert result.retries <= result.attempts and 0 < agent.stats.backoff_s <= 0.05
     assert 0 <= result.grabbed - result.sent - result.dropped <= 2
+
+
+async def test_max_frames_ends_the_agent_while_the_server_is_down(shelf: SynthResult) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    # Newer frames keep replacing the one being retried; the run must still end after 5 frames.
+    result = await asyncio.wait_for(
+        run_agent(
+            shelf.out,
+            url,
+            "cam-d",
+            fps=20,
+            loop=True,
+            max_frames=5,
+            max_retries=1,
+            backoff_base_s=0.01,
+            backoff_cap_s=0.05,
+        ),
+        60,
+    )
+    assert result.grabbed == 5 and result.sent + result.dropped == 5 and result.sent >= 1
+    assert result.ok == 0 and result.failed == result.sent and set(result.errors) == {"connect"}
+
+    args = ["camera", "--source", str(shelf.out), "--url", url, "--camera", "cam-d", "--fps", "20"]
+    cli = run_cli(*args, "--max-frames", "5", "--max-retries", "1", "--backoff-cap", "0.05")
+    assert cli.returncode == 1, cli.stderr
+    assert "5 grabbed" in cli.stderr and f"nothing was delivered to {url}" in cli.stderr
+
+
+def test_server_url_without_scheme_is_refused_at_once(shelf: SynthResult) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    cli = run_cli("camera", "--source", str(shelf.out), "--url", address, "--camera", "cam-0", "--max-frames", "3")
+    assert cli.returncode == 2
+    assert f"--url must be an http:// or https:// URL, got '{address}'" in cli.stderr
+    with pytest.raises(ValueError, match="--url must be an http"):
+        asyncio.run(run_agent(shelf.out, "ftp://127.0.0.1:21", "cam-0", max_frames=1))
+
+
+async def test_summary_windows_never_count_more_answers_than_frames_sent(
+    tmp_path: Path, shelf: SynthResult, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The real service, slow to answer its first frame: that answer lands in a later summary window.
+    held, release = asyncio.Event(), asyncio.Event()
+
+    @web.middleware
+    async def hold_first_frame(request: web.Request, handler):
+        if request.method == "POST" and not held.is_set():
+            held.set()
+            await release.wait()
+        return await handler(request)
+
+    app = create_app(colour_config(tmp_path, {"cam-s": {}}))
+    app.middlewares.insert(0, hold_first_frame)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    caplog.set_level(logging.INFO, logger="shelfsense.agent")
+    window = re.compile(r"last [\d.]+ s: (\d+) sent, (\d+) ok, (\d+) failed")
+
+    def windows() -> list[tuple[int, int, int]]:
+        return [tuple(map(int, m.groups())) for r in caplog.records if (m := window.search(r.getMessage()))]
+
+    stop = asyncio.Event()
+    agents: list[CameraAgent] = []
+    task = asyncio.create_task(
+        run_agent(shelf.out, url, "cam-s", fps=20, loop=True, stop=stop, summary_s=0.05, agent_out=agents)
+    )
+    try:
+        await until(held.is_set, "the first frame to reach the server")
+        seen = len(windows())
+        await until(lambda: len(windows()) > seen, "a summary while the first frame is unanswered")
+        release.set()
+        await until(lambda: agents[0].stats.ok >= 3, "answers after the release")
+        seen = len(windows())
+        await until(lambda: len(windows()) > seen, "a summary after those answers")
+    finally:
+        release.set()
+        stop.set()
+        result = await asyncio.wait_for(task, 30)
+        await runner.cleanup()
+    lines = windows()
+    assert all(ok <= sent and ok + failed == sent for sent, ok, failed in lines), lines
+    assert sum(sent for sent, _, _ in lines) >= 3 and result.ok + result.failed == result.sent
 
 
 def write_video(path: Path, frames: int, fps: float) -> list[float]:
@@ -197,6 +294,30 @@ def test_record_cli_duration_and_rotation(tmp_path: Path, capsys) -> None:
     assert main(["record", "--source", str(video), "--out", str(capped), "--fps", "10", "--max-bytes", "8000"]) == 0
     kept = list(open_footage(capped))
     assert 0 < len(kept) < 20 and kept[-1].t == pytest.approx(1.9, abs=1e-3)  # the oldest rotated away
+
+
+def test_record_twice_into_one_folder_continues_the_timestamps(tmp_path: Path) -> None:
+    video = tmp_path / "shelf.avi"
+    write_video(video, 20, 10.0)
+    out = tmp_path / "rec"
+    for _ in range(2):
+        args = ["record", "--source", str(video), "--out", str(out), "--fps", "10", "--duration", "1.0", "--quiet"]
+        assert main(args) == 0
+    times = [json.loads(line)["t"] for line in (out / "index.jsonl").read_text().splitlines()]
+    # The second run starts one frame interval after the first run's last frame, as replay's pacing needs.
+    assert times == pytest.approx([0.1 * i for i in range(20)], abs=1e-3)
+
+
+def test_record_errors_name_the_options_typed(tmp_path: Path, capsys) -> None:
+    video = tmp_path / "shelf.avi"
+    write_video(video, 10, 10.0)
+    base = ["record", "--source", str(video), "--quiet", "--out"]
+    assert main([*base, str(tmp_path / "a"), "--max-bytes", "0"]) == 2
+    assert "--max-bytes must be positive, got 0" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / "flat")]) == 0
+    assert main([*base, str(tmp_path / "flat"), "--max-bytes", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "without a size cap" in err and "max_bytes" not in err
 
 
 def test_record_refuses_sources_it_cannot_open(tmp_path: Path, capsys) -> None:

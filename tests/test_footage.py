@@ -122,6 +122,40 @@ def test_rotated_recording_can_be_continued(tmp_path: Path) -> None:
     assert [f.data for f in open_footage(tmp_path / "rec")] == [jpeg(i) for i in range(6)]
 
 
+def test_continued_recording_dates_new_frames_after_the_last_one(tmp_path: Path) -> None:
+    # Each session's caller counts from 0, as `shelfsense record` does; the server's tap uses the writer's clock.
+    for _ in range(2):
+        with RecordingWriter(tmp_path / "rec") as writer:
+            for i in range(3):
+                writer.write("cam", jpeg(i), "image/jpeg", t=0.5 * i)
+    with RecordingWriter(tmp_path / "rec") as writer:
+        writer.write("cam", jpeg(9), "image/jpeg")
+    times = [f.t for f in open_footage(tmp_path / "rec")]
+    # One recorded frame interval (0.5 s) after the last frame, then the caller's own spacing.
+    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+
+    # Rotated: the last segment holds one frame, so the interval comes from the segment before it.
+    size = len(jpeg(0))
+    for _ in range(2):
+        with RecordingWriter(tmp_path / "seg", max_bytes=100 * size, segment_bytes=2 * size) as writer:
+            for i in range(3):
+                writer.write("cam", jpeg(i), "image/jpeg", t=float(i))
+    assert [f.t for f in open_footage(tmp_path / "seg")] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_footage_help_names_only_commands_it_has(capsys) -> None:
+    from shelfsense.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("footage "))
+    sub = build_parser()._subparsers._group_actions[0].choices["footage"]
+    commands = set(sub._shelfsense_commands.choices)
+    assert commands and all(name in line for name in commands)
+    # Verbs of commands that live elsewhere (`shelfsense record`) or do not exist must not be promised here.
+    assert not [verb for verb in ("record", "inspect") if verb in line and verb not in commands], line
+
+
 def test_truncated_last_index_line_is_tolerated_and_repaired(tmp_path: Path) -> None:
     with RecordingWriter(tmp_path / "rec") as writer:
         for i in range(3):

@@ -165,7 +165,8 @@ async def test_cli_replay_end_to_end_writes_report(tmp_path: Path, footage: Synt
     assert stats["errors"]["unknown_camera"] == FRAMES
     printed = capsys.readouterr().out
     assert "frames sent / ok" in printed and f"{2 * FRAMES} / {2 * FRAMES}" in printed
-    assert f"404: {FRAMES}" in printed
+    # The count says how many were refused, the server's own detail why.
+    assert f"404: {FRAMES} (Camera 'cam-0' is not configured" in printed
 
 
 async def test_unreachable_server_counts_connection_errors(tmp_path: Path, footage: SynthResult) -> None:
@@ -175,3 +176,15 @@ async def test_unreachable_server_counts_connection_errors(tmp_path: Path, foota
     report = await replay([footage.out], f"http://127.0.0.1:{port}", speed=None)
     assert report.sent == FRAMES and report.ok == 0 and report.errors == {"connect": FRAMES}
     assert report.hit_rate is None and "connect: 40" in report.table()
+
+
+async def test_url_without_scheme_is_refused_before_anything_is_sent(footage: SynthResult, capsys) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(ValueError, match="--url must be an http"):
+        await replay([footage.out], address, speed=None)
+    code = await asyncio.to_thread(main, ["replay", str(footage.out), "--url", address, "--speed", "max", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--url must be an http:// or https:// URL, got '{address}'" in err
