@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -796,11 +797,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"motion-gated mode: mean absolute grey-level difference that triggers re-inference "
         f"(default {MOTION_THRESHOLD:g})",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no start-up log lines")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.quiet:
+        # Each mode opens a recognizer, whose start-up lines would interleave with the table.
+        logging.getLogger("shelfsense").setLevel(logging.WARNING)
     config = load_config(args.config) if args.config else None
     report = run_benchmark(
         args.footage,
