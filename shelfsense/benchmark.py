@@ -802,9 +802,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    package_log = logging.getLogger("shelfsense")
+    level = package_log.level
     if args.quiet:
         # Each mode opens a recognizer, whose start-up lines would interleave with the table.
-        logging.getLogger("shelfsense").setLevel(logging.WARNING)
+        package_log.setLevel(logging.WARNING)
+    try:
+        return _bench(args)
+    finally:
+        package_log.setLevel(level)
+
+
+def _bench(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     report = run_benchmark(
         args.footage,
