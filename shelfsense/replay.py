@@ -60,6 +60,7 @@ class FrameRecord:
     tiers: tuple[int, int, int, int] = (0, 0, 0, 0)  # slots per memory, disk, miss, coalesced
     scored: int = 0  # slots with a non-null truth label
     correct: int = 0
+    labels: tuple[str | None, ...] = ()  # the label served per slot, in slot order: what agreement is judged on
 
     @property
     def slots(self) -> int:
@@ -447,6 +448,7 @@ async def _post(
         slots = body.get("slots") or []
         counts = Counter(s.get("cache") for s in slots)
         record.tiers = (counts["memory"], counts["disk"], counts["miss"], counts["coalesced"])
+        record.labels = tuple(s.get("label") for s in sorted(slots, key=lambda s: s.get("slot", 0)))
         record.server_frame = body.get("frame")
         record.server_ms = body.get("latency_ms")
     return record, slots, detail

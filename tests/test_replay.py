@@ -111,6 +111,41 @@ async def test_three_cameras_at_max_speed_in_order_with_counters_matching(make_c
     assert summary["client_latency_ms"]["p50"] <= summary["client_latency_ms"]["p99"]
     assert "hit rate after warm-up" in report.table()
 
+    # Agreement: each served label against a fresh inference on that exact crop, judged like `shelfsense bench`
+    # on slots showing a product; bounded by the model's own stability (consecutive frames, same product).
+    fresh, truth = _fresh_labels(footage, config), read_truth(footage.out / "truth.jsonl")
+    product = [(f, s) for f, row in enumerate(truth) for s, t in enumerate(row.slots) if t is not None]
+    stable = [
+        fresh[f][s] == fresh[f - 1][s]
+        for f, s in product
+        if f > 0 and truth[f - 1].slots[s] == truth[f].slots[s]
+    ]
+    stability = sum(stable) / len(stable)
+    for cid in ids:
+        served = [r.labels for r in report.camera_records(cid)]
+        agreement = sum(served[f][s] == fresh[f][s] for f, s in product) / len(product)
+        print(f"{cid}: agreement {agreement:.3f}, model stability {stability:.3f}")
+        # Measured (9 runs): stability 0.598, agreement 0.646-0.726 per camera. It moves with which crops the
+        # background confirmations sample, which depends on timing; the issue's bar is the model's stability.
+        assert agreement >= stability, (cid, agreement, stability)
+
+
+def _fresh_labels(footage: SynthResult, config: Config) -> list[tuple[str | None, ...]]:
+    """Top-1 label of a fresh inference on every slot crop of every frame (camera 0's view: all cameras share it)."""
+    from shelfsense.footage import open_footage
+    from shelfsense.runtime import Classifier
+    from shelfsense.slots import crop, slot_boxes
+
+    classifier = Classifier(config.model.path, config.model.labels)
+    camera = next(iter(config.cameras.values()))
+    labels = []
+    with open_footage(footage.out) as frames:
+        for frame in frames:
+            image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+            boxes = slot_boxes(camera, image.shape[1], image.shape[0])
+            labels.append(tuple(classifier.classify(np.ascontiguousarray(crop(image, b)))[0][0] for b in boxes))
+    return labels
+
 
 def colour_frames(folder: Path, colours: list[str]) -> None:
     """Textured frames whose dominant colour is known, as a folder of JPEGs named in order."""
