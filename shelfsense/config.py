@@ -32,7 +32,7 @@ CAMERA_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 def check_camera_id(camera: str) -> str:
     if not CAMERA_ID.match(camera):
         raise ValueError(
-            f"camera id {camera!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
+            f"camera id {camera[:80]!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
             "(not starting with '.' or '-')"
         )
     return camera

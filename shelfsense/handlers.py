@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
 from .app import SERVICE, Service
-from .config import CAMERA_ID
+from .config import check_camera_id
 from .errors import (
     AuthError,
     BadImageError,
@@ -113,10 +113,10 @@ async def _read_image(request: web.Request, max_bytes: int) -> bytes:
 async def post_frame(request: web.Request) -> web.Response:
     service: Service = request.app[SERVICE]
     camera_id = request.match_info["camera"]
-    if not CAMERA_ID.match(camera_id):
-        raise BadImageError(
-            f"Camera id '{camera_id[:80]}' is not valid: use 1-64 of A-Z a-z 0-9 _ . -, not starting with . or -"
-        )
+    try:
+        check_camera_id(camera_id)
+    except ValueError as exc:
+        raise BadImageError(str(exc)) from None
     recognizer = service.recognizer
     if recognizer is None:
         raise ModelError(f"Not ready: {service.model_error}")
