@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shelfsense.config import parse_config  # noqa: E402
-from shelfsense.recognizer import Recognizer  # noqa: E402
+from shelfsense.recognition.recognizer import Recognizer  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from shelfsense.hashing import Hasher, phash_bits
-from shelfsense.index import DEFAULT_SCAN_LIMIT, HammingIndex
+from shelfsense.recognition.hashing import Hasher, phash_bits
+from shelfsense.recognition.index import DEFAULT_SCAN_LIMIT, HammingIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-store"
@@ -102,11 +102,17 @@ def hash_section(count: int, quiet: bool) -> list[str]:
     def reference(c: np.ndarray) -> int:
         return int(str(imagehash.phash(Image.fromarray(cv2.cvtColor(c, cv2.COLOR_BGR2RGB)))), 16)
 
-    rows = ["### Hash cost per crop (348x348 grocery photos, per call)", "",
-            "| step | P50 us | P99 us |", "|---|---|---|"]
-    for name, fn in [("imagehash.phash(PIL RGB) incl. BGR->RGB", reference),
-                     ("phash_bits (BGR raw unpack, same steps)", phash_bits),
-                     ("Hasher.key (phash + colour signature)", hasher.key)]:
+    rows = [
+        "### Hash cost per crop (348x348 grocery photos, per call)",
+        "",
+        "| step | P50 us | P99 us |",
+        "|---|---|---|",
+    ]
+    for name, fn in [
+        ("imagehash.phash(PIL RGB) incl. BGR->RGB", reference),
+        ("phash_bits (BGR raw unpack, same steps)", phash_bits),
+        ("Hasher.key (phash + colour signature)", hasher.key),
+    ]:
         samples = time_calls(fn, crops)
         rows.append(f"| {name} | {us(pct(samples, 50))} | {us(pct(samples, 99))} |")
     mismatched = sum(reference(c) != phash_bits(c) for c in crops)
@@ -134,8 +140,7 @@ def sweep_section(sizes: list[int], radii: list[int], chunk_options: list[int], 
         rng = random.Random(n)
         keys = make_keys(n, 16, rng)
         queries = {d: make_queries(keys, 400, d, random.Random(d)) for d in radii}
-        rows += [f"{n} keys:", "", "| m | " + " | ".join(f"d={d}" for d in radii) + " |",
-                 "|---|" + "---|" * len(radii)]
+        rows += [f"{n} keys:", "", "| m | " + " | ".join(f"d={d}" for d in radii) + " |", "|---|" + "---|" * len(radii)]
         for m in tqdm(chunk_options, desc=f"sweep {n}", file=sys.stderr, disable=quiet or not sys.stderr.isatty()):
             index = HammingIndex(max(radii), chunks=m, scan_limit=0)
             for i, k in enumerate(keys):
@@ -156,13 +161,17 @@ def sweep_section(sizes: list[int], radii: list[int], chunk_options: list[int], 
 
 
 def main_section(sizes: list[int], radius: int, queries_n: int, quiet: bool) -> list[str]:
-    rows = [f"### Lookup at radius {radius}: HammingIndex (m={HammingIndex(radius).chunks}, scan_limit "
-            f"{DEFAULT_SCAN_LIMIT:,}) vs numpy linear scan", "",
-            "ours = HammingIndex as configured (its own packed scan below scan_limit keys, substring tables "
-            "above); tables = the same index forced onto the substring tables at every size (scan_limit=0).", "",
-            "| keys | ours P50 us | ours P99 us | tables P50 us | tables P99 us | numpy P50 us | numpy P99 us | "
-            "add P50 us | add P99 us | ours MiB | ours B/key | tables MiB | numpy MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        f"### Lookup at radius {radius}: HammingIndex (m={HammingIndex(radius).chunks}, scan_limit "
+        f"{DEFAULT_SCAN_LIMIT:,}) vs numpy linear scan",
+        "",
+        "ours = HammingIndex as configured (its own packed scan below scan_limit keys, substring tables "
+        "above); tables = the same index forced onto the substring tables at every size (scan_limit=0).",
+        "",
+        "| keys | ours P50 us | ours P99 us | tables P50 us | tables P99 us | numpy P50 us | numpy P99 us | "
+        "add P50 us | add P99 us | ours MiB | ours B/key | tables MiB | numpy MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for n in tqdm(sizes, desc="sizes", file=sys.stderr, disable=quiet or not sys.stderr.isatty()):
         rng = random.Random(n + 1)
         keys = make_keys(n, radius, rng)
@@ -206,10 +215,12 @@ def main_section(sizes: list[int], radius: int, queries_n: int, quiet: bool) -> 
         ours_bytes = traced_bytes(DEFAULT_SCAN_LIMIT)
         tables_bytes = traced_bytes(0)
         numpy_bytes = arr.nbytes + ids.nbytes
-        rows.append(f"| {n:,} | {us(pct(ours, 50))} | {us(pct(ours, 99))} | {us(pct(tables, 50))} | "
-                    f"{us(pct(tables, 99))} | {us(pct(theirs, 50))} | {us(pct(theirs, 99))} | "
-                    f"{us(pct(add_samples, 50))} | {us(pct(add_samples, 99))} | {ours_bytes / 2**20:.1f} | "
-                    f"{ours_bytes / n:.0f} | {tables_bytes / 2**20:.1f} | {numpy_bytes / 2**20:.1f} |")
+        rows.append(
+            f"| {n:,} | {us(pct(ours, 50))} | {us(pct(ours, 99))} | {us(pct(tables, 50))} | "
+            f"{us(pct(tables, 99))} | {us(pct(theirs, 50))} | {us(pct(theirs, 99))} | "
+            f"{us(pct(add_samples, 50))} | {us(pct(add_samples, 99))} | {ours_bytes / 2**20:.1f} | "
+            f"{ours_bytes / n:.0f} | {tables_bytes / 2**20:.1f} | {numpy_bytes / 2**20:.1f} |"
+        )
     rows.append("")
     return rows
 
@@ -228,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"python {sys.version.split()[0]}, numpy {np.__version__}", ""]
     out += hash_section(args.hash_crops, args.quiet)
     if args.sweep:
-        out += sweep_section([int(s) for s in args.sweep_sizes.split(",")], [2, 4, 6, 8, 10, 12, 16],
-                             [2, 3, 4, 5, 6], args.quiet)
+        out += sweep_section(
+            [int(s) for s in args.sweep_sizes.split(",")], [2, 4, 6, 8, 10, 12, 16], [2, 3, 4, 5, 6], args.quiet
+        )
     out += main_section([int(s) for s in args.sizes.split(",")], args.radius, args.queries, args.quiet)
     print("\n".join(out))
     return 0

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shelfsense.hashing import COLOUR_GRID, L_WEIGHT, colour_signature, phash_bits
+from shelfsense.recognition.hashing import COLOUR_GRID, L_WEIGHT, colour_signature, phash_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=204, help="train photos added to val/ (seeded sample)")
     ap.add_argument("--variants", type=int, default=2, help="positives per perturbation kind per photo")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--grids", default="2,3,4", help="colour grids to compare (the module uses "
-                    f"{COLOUR_GRID})")
+    ap.add_argument("--grids", default="2,3,4", help=f"colour grids to compare (the module uses {COLOUR_GRID})")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -160,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def record(variant: np.ndarray, sink: list, bits=bits, sigs=sigs) -> None:
             d = (phash_bits(variant) ^ bits).bit_count()
-            cd = {g: float(colour_dist_matrix(sigs[g][None], sig_array(colour_signature(variant, g))[None])[0, 0])
-                  for g in grids}
+            cd = {
+                g: float(colour_dist_matrix(sigs[g][None], sig_array(colour_signature(variant, g))[None])[0, 0])
+                for g in grids
+            }
             sink.append((d, cd))
 
         for kind in PERTURBATIONS:
@@ -180,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     cdist = {g: colour_dist_matrix(np.stack(base_sig[g]), np.stack(base_sig[g])) for g in grids}
 
     def split(records: list) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        return (np.array([r[0] for r in records]),
-                {g: np.array([r[1][g] for r in records]) for g in grids})
+        return (np.array([r[0] for r in records]), {g: np.array([r[1][g] for r in records]) for g in grids})
 
     pos_all = [r for k in PERTURBATIONS for r in pos[k]]
     hue_all = [r for a in HUE_ANGLES for r in hue[a]]
@@ -190,9 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     chroma_arr = np.array(chroma)
     hue_chroma = np.concatenate([chroma_arr for _ in HUE_ANGLES])
 
-    out = [f"Photos: {n} ({n - len(picked)} val + {len(picked)} train, seed {args.seed}); "
-           f"{len(pos_all)} positive pairs, {int(diff_mask.sum())} different-product pairs, "
-           f"{int(same_mask.sum())} same-class pairs, {len(hue_all)} hue-rotated pairs.", ""]
+    out = [
+        f"Photos: {n} ({n - len(picked)} val + {len(picked)} train, seed {args.seed}); "
+        f"{len(pos_all)} positive pairs, {int(diff_mask.sum())} different-product pairs, "
+        f"{int(same_mask.sum())} same-class pairs, {len(hue_all)} hue-rotated pairs.",
+        "",
+    ]
     out += ["### pHash Hamming distance (percentiles)", ""]
     rows = {f"positive: {k}": split(pos[k])[0] for k in PERTURBATIONS}
     rows["positive: all"] = pos_h
@@ -211,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"hue +{a} deg"] = split(hue[a])[1][g]
         out += [pct_table(rows), ""]
 
-    out += ["### Hit rates by radius and colour tolerance (module grid "
-            f"{COLOUR_GRID}x{COLOUR_GRID})", "",
-            "true = positive pairs that hit; false = different-product pairs that hit (count); "
-            "hue = hue-rotated copies that hit; same = same-class other-photo pairs that hit.", "",
-            "| d | tol | true hit % | false hits | false hit % | hue hits | hue hit % | same-class hits |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += [
+        f"### Hit rates by radius and colour tolerance (module grid {COLOUR_GRID}x{COLOUR_GRID})",
+        "",
+        "true = positive pairs that hit; false = different-product pairs that hit (count); "
+        "hue = hue-rotated copies that hit; same = same-class other-photo pairs that hit.",
+        "",
+        "| d | tol | true hit % | false hits | false hit % | hue hits | hue hit % | same-class hits |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     g = COLOUR_GRID
     diff_h, diff_c = ham[diff_mask], cdist[g][diff_mask]
     same_h, same_c = ham[same_mask], cdist[g][same_mask]
@@ -226,25 +232,37 @@ def main(argv: list[str] | None = None) -> int:
             fh = int(((diff_h <= d) & (diff_c <= tol)).sum())
             hh = int(((hue_h <= d) & (hue_c[g] <= tol)).sum())
             sh = int(((same_h <= d) & (same_c <= tol)).sum())
-            out.append(f"| {d} | {tol} | {tp:.2f} | {fh} | {fh / diff_mask.sum() * 100:.4f} | {hh} | "
-                       f"{hh / len(hue_all) * 100:.2f} | {sh} |")
+            out.append(
+                f"| {d} | {tol} | {tp:.2f} | {fh} | {fh / diff_mask.sum() * 100:.4f} | {hh} | "
+                f"{hh / len(hue_all) * 100:.2f} | {sh} |"
+            )
     out.append("")
-    out += ["### pHash alone (no colour check)", "", "| d | true hit % | false hits | hue hits % |",
-            "|---|---|---|---|"]
+    out += [
+        "### pHash alone (no colour check)",
+        "",
+        "| d | true hit % | false hits | hue hits % |",
+        "|---|---|---|---|",
+    ]
     for d in range(0, 21, 2):
-        out.append(f"| {d} | {np.mean(pos_h <= d) * 100:.2f} | {int((diff_h <= d).sum())} | "
-                   f"{np.mean(hue_h <= d) * 100:.1f} |")
+        out.append(
+            f"| {d} | {np.mean(pos_h <= d) * 100:.2f} | {int((diff_h <= d).sum())} | {np.mean(hue_h <= d) * 100:.1f} |"
+        )
     out.append("")
-    out += ["### Hue-rotated copies that pass the colour check, by photo mean chroma (grid "
-            f"{g})", "", "| mean chroma of photo | photos | hue copies within tol 12 | within tol 10 | "
-            "within tol 8 |", "|---|---|---|---|---|"]
+    out += [
+        f"### Hue-rotated copies that pass the colour check, by photo mean chroma (grid {g})",
+        "",
+        "| mean chroma of photo | photos | hue copies within tol 12 | within tol 10 | within tol 8 |",
+        "|---|---|---|---|---|",
+    ]
     edges = [0, 5, 10, 15, 20, 30, 200]
     for lo, hi in zip(edges, edges[1:], strict=False):
         sel = (hue_chroma >= lo) & (hue_chroma < hi)
         if sel.any():
-            out.append(f"| {lo}..{hi} | {int(((chroma_arr >= lo) & (chroma_arr < hi)).sum())} | "
-                       f"{int((hue_c[g][sel] <= 12).sum())}/{int(sel.sum())} | {int((hue_c[g][sel] <= 10).sum())} | "
-                       f"{int((hue_c[g][sel] <= 8).sum())} |")
+            out.append(
+                f"| {lo}..{hi} | {int(((chroma_arr >= lo) & (chroma_arr < hi)).sum())} | "
+                f"{int((hue_c[g][sel] <= 12).sum())}/{int(sel.sum())} | {int((hue_c[g][sel] <= 10).sum())} | "
+                f"{int((hue_c[g][sel] <= 8).sum())} |"
+            )
     print("\n".join(out))
     return 0
 

@@ -12,10 +12,13 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+import numpy as np
+
+from shelfsense.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CONFIG = PROJECT_ROOT / "config.toml"
@@ -36,6 +39,7 @@ def check_camera_id(camera: str) -> str:
             "(not starting with '.' or '-')"
         )
     return camera
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
@@ -137,6 +141,8 @@ _SECTIONS = {
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
 }
+# The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
+HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
 _RUNTIMES = ("auto", "litert", "tflite-runtime")
 
 
@@ -268,8 +274,6 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
             size[k] = raw[k]
     camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, **size)
     if camera.width and camera.height:
-        from .slots import slot_boxes  # late import: slots depends on this module's types
-
         slot_boxes(camera, camera.width, camera.height)
     return camera
 
@@ -296,6 +300,41 @@ def _validate(c: Config) -> None:
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
-    from .hashing import Hasher  # the hashing module owns the list of algorithms
+    check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
-    check(c.cache.hash in Hasher.ALGORITHMS, "cache.hash", " | ".join(Hasher.ALGORITHMS), c.cache.hash)
+
+@lru_cache(maxsize=256)
+def slot_boxes(camera: CameraConfig, width: int, height: int) -> tuple[Box, ...]:
+    """The camera's slot boxes for a `width` x `height` frame.
+
+    Explicit `slots` are used as given, a `grid` divides its region of interest (default: the whole frame) into
+    rows x cols equal cells, and a camera with neither is one slot covering the frame. A box reaching outside the
+    frame is a ConfigError naming the camera and the slot.
+    """
+    if camera.slots:
+        boxes = camera.slots
+    elif camera.grid is not None:
+        rx, ry, rw, rh = camera.grid.roi or (0, 0, width, height)
+        rows, cols = camera.grid.rows, camera.grid.cols
+        xs = np.linspace(rx, rx + rw, cols + 1).round().astype(int)
+        ys = np.linspace(ry, ry + rh, rows + 1).round().astype(int)
+        boxes = tuple(
+            (int(xs[c]), int(ys[r]), int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r]))
+            for r in range(rows)
+            for c in range(cols)
+        )
+        if any(w < 1 or h < 1 for _, _, w, h in boxes):
+            raise ConfigError(f"Camera '{camera.id}': grid {rows}x{cols} is finer than its {rw}x{rh} region")
+    else:
+        boxes = ((0, 0, width, height),)
+    for i, (x, y, w, h) in enumerate(boxes):
+        if x + w > width or y + h > height:
+            expected = (
+                f" (its slots are configured for {camera.width}x{camera.height} frames)"
+                if camera.width and camera.height and (camera.width, camera.height) != (width, height)
+                else ""
+            )
+            raise ConfigError(
+                f"Camera '{camera.id}' slot {i} [{x}, {y}, {w}, {h}] lies outside its {width}x{height} frame" + expected
+            )
+    return boxes

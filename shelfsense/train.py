@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from shelfsense.errors import MissingTrainExtraError, ShelfSenseError
-from shelfsense.modeltools import evaluate
+from shelfsense.tools.modeltools import evaluate
 
 if TYPE_CHECKING:
     import numpy.typing as npt

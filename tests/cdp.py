@@ -390,9 +390,7 @@ async def launch_chromium(
             await _stop(process)
 
 
-async def _devtools_url(
-    profile: Path, process: asyncio.subprocess.Process, log_path: Path, timeout: float
-) -> str:
+async def _devtools_url(profile: Path, process: asyncio.subprocess.Process, log_path: Path, timeout: float) -> str:
     # Chromium writes "<port>\n<browser ws path>" here once it listens: no stderr parsing, no port races.
     port_file = profile / "DevToolsActivePort"
     deadline = asyncio.get_running_loop().time() + timeout
@@ -454,9 +452,7 @@ def lookup(stats: dict, path: str) -> Any:
     return node
 
 
-def mismatches(
-    snapshot: StatsSnapshot, stats: dict, same: Callable[[str, Any], bool] | None = None
-) -> list[str]:
+def mismatches(snapshot: StatsSnapshot, stats: dict, same: Callable[[str, Any], bool] | None = None) -> list[str]:
     """data-stat values that differ from the JSON they were rendered from; [] when the page is right."""
 
     def default_same(raw: str, expected: Any) -> bool:

@@ -19,14 +19,15 @@ import pytest
 from aiohttp import web
 from conftest import colour_config
 
-from shelfsense.agent import CameraAgent, run_agent
-from shelfsense.app import SERVICE, create_app
-from shelfsense.cli import main
+from shelfsense.cli.main import main
 from shelfsense.config import Config
 from shelfsense.errors import SourceError
 from shelfsense.footage import open_footage
-from shelfsense.record import record
-from shelfsense.synth import SynthResult, synthesize
+from shelfsense.service.app import create_app
+from shelfsense.service.state import SERVICE
+from shelfsense.synth.synth import SynthResult, synthesize
+from shelfsense.tools.agent import CameraAgent, run_agent
+from shelfsense.tools.record import record
 
 
 async def start_server(config: Config, port: int = 0) -> tuple[web.AppRunner, int]:
@@ -225,7 +226,7 @@ async def test_summary_windows_never_count_more_answers_than_frames_sent(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    caplog.set_level(logging.INFO, logger="shelfsense.agent")
+    caplog.set_level(logging.INFO, logger="shelfsense.tools.agent")
     window = re.compile(r"last [\d.]+ s: (\d+) sent, (\d+) ok, (\d+) failed")
 
     def windows() -> list[tuple[int, int, int]]:

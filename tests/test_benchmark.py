@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from shelfsense.benchmark import MODES, MotionGate, run_benchmark, thumbnail
-from shelfsense.cli import main
+from shelfsense.bench.benchmark import MODES, MotionGate, run_benchmark, thumbnail
+from shelfsense.cli.main import main
 from shelfsense.config import load_config
 from shelfsense.errors import ConfigError
 from shelfsense.footage import read_truth
-from shelfsense.synth import synthesize
+from shelfsense.synth.synth import synthesize
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 FRAMES = 40
@@ -81,7 +81,7 @@ def test_perceptual_cache_saves_inferences_that_exact_bytes_cannot(report: dict)
 def test_frame_cost_splits_the_perceptual_frames_and_bounds_the_speed_up(
     report: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shelfsense.benchmark import format_report
+    from shelfsense.bench.benchmark import format_report
 
     cost, ours = report["frame_cost"], report["modes"]["perceptual"]
     # Every perceptual frame is either all hits or waited on an inference, and the first frame cannot hit.

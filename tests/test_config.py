@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shelfsense.config import BUNDLED_CONFIG, BUNDLED_MODEL, Config, load_config, parse_config
+from shelfsense.config import BUNDLED_CONFIG, BUNDLED_MODEL, Config, load_config, parse_config, slot_boxes
 from shelfsense.errors import ConfigError
-from shelfsense.slots import slot_boxes
 
 
 def test_bundled_config_documents_every_default() -> None:

@@ -15,7 +15,7 @@ import pytest
 from cdp import find_chromium, launch_chromium, mismatches
 from conftest import jpeg, tile
 
-from shelfsense.app import create_app
+from shelfsense.service.app import create_app
 
 pytestmark = pytest.mark.browser
 

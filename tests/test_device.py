@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shelfsense.device import (
+from shelfsense.service.device import (
     DeviceMonitor,
     DeviceReading,
     decode_throttled,
@@ -97,9 +97,7 @@ def test_zones_in_natural_order(tmp_path: Path, no_vcgencmd: str) -> None:
 
 
 @pytest.mark.parametrize("bad_temp", ["garbage", "", None, "-273000", "2147483647"])
-def test_bad_cpu_zone_falls_back_to_first_valid_zone(
-    tmp_path: Path, no_vcgencmd: str, bad_temp: str | None
-) -> None:
+def test_bad_cpu_zone_falls_back_to_first_valid_zone(tmp_path: Path, no_vcgencmd: str, bad_temp: str | None) -> None:
     sysfs = make_sysfs(
         tmp_path / "sys",
         {0: ("cpu-thermal", bad_temp), 1: ("acpitz", "45000"), 2: ("battery", "30000")},
@@ -163,9 +161,7 @@ def test_vcgencmd_temperature_and_throttling(tmp_path: Path) -> None:
     assert reading.throttled == {"raw": "0x50005", "now": flags, "since_boot": flags}
 
 
-def test_vcgencmd_found_on_path_and_sysfs_wins_for_temperature(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_vcgencmd_found_on_path_and_sysfs_wins_for_temperature(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = make_vcgencmd(tmp_path / "bin", PI_VCGENCMD)
     monkeypatch.setenv("PATH", str(script.parent))
     sysfs = make_sysfs(tmp_path / "sys", {0: ("cpu-thermal", "48000")})
@@ -186,7 +182,7 @@ def test_failing_vcgencmd_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFi
     empty.mkdir()
     monitor = DeviceMonitor(empty, vcgencmd=str(script))
 
-    with caplog.at_level(logging.WARNING, logger="shelfsense.device"):
+    with caplog.at_level(logging.WARNING, logger="shelfsense.service.device"):
         readings = [monitor.read() for _ in range(3)]
 
     assert all(r.temperature_c is None and r.throttled is None for r in readings)
@@ -201,7 +197,7 @@ def test_hanging_vcgencmd_times_out(tmp_path: Path, caplog: pytest.LogCaptureFix
     script = make_vcgencmd(tmp_path / "bin", "exec sleep 30\n")
     sysfs = make_sysfs(tmp_path / "sys", {0: ("cpu-thermal", "40000")})
 
-    with caplog.at_level(logging.WARNING, logger="shelfsense.device"):
+    with caplog.at_level(logging.WARNING, logger="shelfsense.service.device"):
         reading = DeviceMonitor(sysfs, vcgencmd=str(script), timeout_s=0.2).read()
 
     assert reading.temperature_c == pytest.approx(40.0)

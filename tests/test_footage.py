@@ -144,7 +144,7 @@ def test_continued_recording_dates_new_frames_after_the_last_one(tmp_path: Path)
 
 
 def test_footage_help_names_only_commands_it_has(capsys) -> None:
-    from shelfsense.cli import build_parser, main
+    from shelfsense.cli.main import build_parser, main
 
     with pytest.raises(SystemExit):
         main(["--help"])

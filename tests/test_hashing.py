@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shelfsense.hashing import (
+from shelfsense.recognition.hashing import (
     DEFAULT_MAX_DISTANCE,
     Hasher,
     PerceptualKey,
@@ -118,10 +118,17 @@ def test_phash_parity_on_synthetic_images(shape: tuple[int, int]) -> None:
     assert phash_bits(view) == reference_phash(np.ascontiguousarray(view))
 
 
-@pytest.mark.parametrize(("algorithm", "reference"), [
-    ("phash", imagehash.phash), ("phash_simple", imagehash.phash_simple), ("dhash", imagehash.dhash),
-    ("dhash_vertical", imagehash.dhash_vertical), ("ahash", imagehash.average_hash), ("whash", imagehash.whash),
-])
+@pytest.mark.parametrize(
+    ("algorithm", "reference"),
+    [
+        ("phash", imagehash.phash),
+        ("phash_simple", imagehash.phash_simple),
+        ("dhash", imagehash.dhash),
+        ("dhash_vertical", imagehash.dhash_vertical),
+        ("ahash", imagehash.average_hash),
+        ("whash", imagehash.whash),
+    ],
+)
 def test_every_algorithm_yields_its_64_bit_imagehash(algorithm: str, reference) -> None:
     img = carton((40, 40, 200))
     bits = Hasher(algorithm).key(img).bits
@@ -141,15 +148,27 @@ def test_perturbed_copies_match_and_other_products_do_not(grocery_dir: Path) -> 
     attempts = matched = 0
     for i, ((_, img), key) in enumerate(zip(photos, keys, strict=True)):
         base = window(img)
-        variants = [jpeg(base, 60), jpeg(base, 85), noisy(base, 6, i), window(img, 1, 0), window(img, -1, 2),
-                    scale(base, 0.9), scale(base, 1.1), jpeg(noisy(scale(window(img, 1, 1), 1.05), 4, i), 70)]
+        variants = [
+            jpeg(base, 60),
+            jpeg(base, 85),
+            noisy(base, 6, i),
+            window(img, 1, 0),
+            window(img, -1, 2),
+            scale(base, 0.9),
+            scale(base, 1.1),
+            jpeg(noisy(scale(window(img, 1, 1), 1.05), 4, i), 70),
+        ]
         for v in variants:
             attempts += 1
             matched += is_match(hasher, key, hasher.key(v))
     assert matched / attempts >= MIN_TRUE_MATCH_RATE, f"{matched}/{attempts} perturbed copies matched"
 
-    false_matches = [(i, j) for i in range(len(photos)) for j in range(i + 1, len(photos))
-                     if photos[i][0] != photos[j][0] and is_match(hasher, keys[i], keys[j])]
+    false_matches = [
+        (i, j)
+        for i in range(len(photos))
+        for j in range(i + 1, len(photos))
+        if photos[i][0] != photos[j][0] and is_match(hasher, keys[i], keys[j])
+    ]
     assert false_matches == []
 
 
@@ -211,9 +230,15 @@ def test_negative_colour_tolerance_rejected() -> None:
         Hasher(colour_tolerance=-1)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32),
-                                 np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 3), np.uint8),
+        np.zeros((4, 4, 4), np.uint8),
+    ],
+)
 def test_bad_crops_rejected(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="crop"):
         Hasher().key(bad)
-

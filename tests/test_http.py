@@ -14,7 +14,7 @@ import pytest
 from conftest import jpeg, tile
 from prometheus_client.parser import text_string_to_metric_families
 
-from shelfsense.app import create_app
+from shelfsense.service.app import create_app
 
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 

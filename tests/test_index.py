@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from shelfsense.index import DEFAULT_SCAN_LIMIT, HammingIndex, popcount_bytes
+from shelfsense.recognition.index import DEFAULT_SCAN_LIMIT, HammingIndex, popcount_bytes
 
 # scan_limit=0 builds the substring tables from the first key; the default keeps these small indexes on the scan.
 PATHS = [0, DEFAULT_SCAN_LIMIT]
@@ -18,12 +18,12 @@ def flip_bits(bits: int, n: int, rng: random.Random) -> int:
 
 
 def brute_force(entries: dict[int, set[int]], query: int, radius: int) -> list[tuple[int, int]]:
-    return sorted((d, i) for key, ids in entries.items() if (d := (key ^ query).bit_count()) <= radius
-                  for i in ids)
+    return sorted((d, i) for key, ids in entries.items() if (d := (key ^ query).bit_count()) <= radius for i in ids)
 
 
-def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int | None = None,
-              scan_limit: int = 0) -> tuple[HammingIndex, dict[int, set[int]]]:
+def populated(
+    max_distance: int, rng: random.Random, n: int = 3000, chunks: int | None = None, scan_limit: int = 0
+) -> tuple[HammingIndex, dict[int, set[int]]]:
     index = HammingIndex(max_distance, chunks=chunks, scan_limit=scan_limit)
     entries: dict[int, set[int]] = {}
     keys: list[int] = []
@@ -39,8 +39,10 @@ def populated(max_distance: int, rng: random.Random, n: int = 3000, chunks: int 
     return index, entries
 
 
-@pytest.mark.parametrize(("max_distance", "chunks"), [(0, None), (1, None), (3, None), (4, None), (8, None),
-                                                     (8, 2), (8, 7), (12, None), (16, None)])
+@pytest.mark.parametrize(
+    ("max_distance", "chunks"),
+    [(0, None), (1, None), (3, None), (4, None), (8, None), (8, 2), (8, 7), (12, None), (16, None)],
+)
 @pytest.mark.parametrize("scan_limit", PATHS)
 def test_search_equals_brute_force(max_distance: int, chunks: int | None, scan_limit: int) -> None:
     rng = random.Random(1000 + max_distance)

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import cv2
 
-from shelfsense.cli import main
+from shelfsense.cli.main import main
 from shelfsense.config import BUNDLED_MODEL
-from shelfsense.modeltools import inspect_model
-from shelfsense.runtime import Classifier, file_sha256
+from shelfsense.recognition.runtime import Classifier, file_sha256
+from shelfsense.tools.modeltools import inspect_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "shelfsense.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "shelfsense.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_inspect_shared_mobilenet(mobilenet_v2: Path, imagenet_labels: Path, capsys) -> None:

@@ -13,7 +13,7 @@ import pytest
 from conftest import colour_config, grocery_photos, jpeg, tile
 
 from shelfsense.errors import BadImageError, UnknownCameraError
-from shelfsense.recognizer import Recognizer
+from shelfsense.recognition.recognizer import Recognizer
 
 
 def _photos(grocery_dir: Path, n: int, offset: int = 0) -> list[np.ndarray]:
@@ -170,7 +170,7 @@ async def test_corrupt_disk_cache_degrades_to_memory(make_config, tmp_path: Path
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     (cache_dir / "cache.db").write_bytes(b"\x00garbage, not sqlite" * 100)
-    with caplog.at_level(logging.WARNING, logger="shelfsense.cache"):
+    with caplog.at_level(logging.WARNING, logger="shelfsense.recognition.cache"):
         r = await Recognizer.create(make_config())
     try:
         assert not r.cache.disk.available and "open failed" in r.cache.disk.error

@@ -16,12 +16,12 @@ import pytest
 from aiohttp import web
 from conftest import colour_config
 
-from shelfsense.app import create_app
-from shelfsense.cli import main
+from shelfsense.cli.main import main
 from shelfsense.config import Config
 from shelfsense.footage import TruthRow, read_truth, write_truth
-from shelfsense.replay import replay
-from shelfsense.synth import SynthResult, synthesize
+from shelfsense.service.app import create_app
+from shelfsense.synth.synth import SynthResult, synthesize
+from shelfsense.tools.replay import replay
 
 pytestmark = pytest.mark.replay
 
@@ -116,9 +116,7 @@ async def test_three_cameras_at_max_speed_in_order_with_counters_matching(make_c
     fresh, truth = _fresh_labels(footage, config), read_truth(footage.out / "truth.jsonl")
     product = [(f, s) for f, row in enumerate(truth) for s, t in enumerate(row.slots) if t is not None]
     stable = [
-        fresh[f][s] == fresh[f - 1][s]
-        for f, s in product
-        if f > 0 and truth[f - 1].slots[s] == truth[f].slots[s]
+        fresh[f][s] == fresh[f - 1][s] for f, s in product if f > 0 and truth[f - 1].slots[s] == truth[f].slots[s]
     ]
     stability = sum(stable) / len(stable)
     for cid in ids:
@@ -132,9 +130,10 @@ async def test_three_cameras_at_max_speed_in_order_with_counters_matching(make_c
 
 def _fresh_labels(footage: SynthResult, config: Config) -> list[tuple[str | None, ...]]:
     """Top-1 label of a fresh inference on every slot crop of every frame (camera 0's view: all cameras share it)."""
+    from shelfsense.config import slot_boxes
     from shelfsense.footage import open_footage
-    from shelfsense.runtime import Classifier
-    from shelfsense.slots import crop, slot_boxes
+    from shelfsense.recognition.runtime import Classifier
+    from shelfsense.recognition.slots import crop
 
     classifier = Classifier(config.model.path, config.model.labels)
     camera = next(iter(config.cameras.values()))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shelfsense.errors import ModelError, OverloadedError
-from shelfsense.runtime import Classifier, InferencePool, find_labels, load_backend
+from shelfsense.recognition.runtime import Classifier, InferencePool, find_labels, load_backend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 EXPECTED = {"missvickie_potato_chips.bmp": "packet", "hot_dog.jpg": "hotdog, hot dog, red hot"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shelfsense.recognizer import FrameResult, SlotResult
-from shelfsense.stats import Stats
+from shelfsense.recognition.recognizer import FrameResult, SlotResult
+from shelfsense.service.stats import Stats
 
 
 class Clock:

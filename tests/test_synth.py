@@ -10,7 +10,7 @@ import pytest
 
 from shelfsense.config import parse_config
 from shelfsense.footage import open_footage, read_truth
-from shelfsense.synth import TINY_PRODUCTS, SynthResult, register, synthesize
+from shelfsense.synth.synth import TINY_PRODUCTS, SynthResult, register, synthesize
 
 SMALL = {"size": (320, 240), "rows": 2, "cols": 4}
 
@@ -108,8 +108,7 @@ def test_same_product_in_same_slot_looks_nearly_the_same_across_frames(tiny: Syn
 def test_products_are_taken_and_restocked(tiny: SynthResult) -> None:
     assert tiny.takes >= 1 and tiny.restocks >= 1
     empty = [
-        [name is None and tiny.coverage[f][s] <= 0.3 for s, name in enumerate(row)]
-        for f, row in enumerate(tiny.truth)
+        [name is None and tiny.coverage[f][s] <= 0.3 for s, name in enumerate(row)] for f, row in enumerate(tiny.truth)
     ]
     taken = [(f, s) for f in range(1, 120) for s in range(8) if tiny.truth[f - 1][s] and empty[f][s]]
     restocked = [(f, s) for f in range(1, 120) for s in range(8) if empty[f - 1][s] and tiny.truth[f][s]]

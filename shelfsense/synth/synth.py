@@ -25,16 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from shelfsense.config import check_camera_id
-from shelfsense.footage import (
-    IMAGE_TYPES,
-    INDEX_NAME,
-    META_NAME,
-    SEGMENT_PREFIX,
-    RecordingWriter,
-    TruthRow,
-    footage_commands,
-    write_truth,
-)
+from shelfsense.footage.format import IMAGE_TYPES, INDEX_NAME, META_NAME, SEGMENT_PREFIX
+from shelfsense.footage.truth import TruthRow, write_truth
+from shelfsense.footage.writer import RecordingWriter
 
 CAMERA_TOML = "camera.toml"
 TRUTH_NAME = "truth.jsonl"
@@ -155,9 +148,7 @@ def _price_labels(img: np.ndarray, slots: Sequence[Box], rng: np.random.Generato
         cv2.rectangle(img, (x0, top), (x0 + lw, top + lh), (235, 240, 240), -1)
         price = f"{rng.integers(0, 10)}.{rng.integers(0, 100):02d}"
         scale = lh / 30
-        cv2.putText(
-            img, price, (x0 + 2, top + lh - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA
-        )
+        cv2.putText(img, price, (x0 + 2, top + lh - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
 
 
 # ---------------------------------------------------------------- products
@@ -213,9 +204,7 @@ def _tiny_sprite(name: str, w: int, h: int) -> _Sprite:
         ph = round(h * 0.96)
         y0 = h - ph
         body(np.array([[x0, y0], [x0 + pw, y0], [x0 + pw, h - 1], [x0, h - 1]], np.int32))
-        cv2.ellipse(
-            img, (x0 + pw // 2, y0 + ph // 3), (pw // 3, ph // 7), 0, 0, 360, (30, 70, 120), -1, cv2.LINE_AA
-        )
+        cv2.ellipse(img, (x0 + pw // 2, y0 + ph // 3), (pw // 3, ph // 7), 0, 0, 360, (30, 70, 120), -1, cv2.LINE_AA)
         for k in range(3):
             yy = y0 + ph // 2 + k * ph // 9
             cv2.line(img, (x0, yy), (x0 + pw, yy + ph // 20), dark, max(1, ph // 40))
@@ -316,9 +305,7 @@ def find_product_photos(products: Path) -> dict[str, list[Path]]:
     return by_class
 
 
-def _photo_sprites(
-    products: Path, count: int, w: int, h: int, rng: np.random.Generator
-) -> dict[str, _Sprite]:
+def _photo_sprites(products: Path, count: int, w: int, h: int, rng: np.random.Generator) -> dict[str, _Sprite]:
     by_class = find_product_photos(products)
     names = sorted(by_class)
     chosen = [names[i] for i in rng.permutation(len(names))]
@@ -353,9 +340,7 @@ def _draw_arm(
     for m, colour in ((mask, 255), (layer, arm.skin)):
         cv2.line(m, pts[1], pts[2], colour, fore_w, cv2.LINE_AA)
         angle = math.degrees(math.atan2(py - ey, px - ex))
-        cv2.ellipse(
-            m, pts[2], (round(0.2 * col_w), round(0.15 * col_w)), angle, 0, 360, colour, -1, cv2.LINE_AA
-        )
+        cv2.ellipse(m, pts[2], (round(0.2 * col_w), round(0.15 * col_w)), angle, 0, 360, colour, -1, cv2.LINE_AA)
     for m, colour in ((mask, 255), (layer, arm.sleeve)):
         cv2.line(m, pts[0], pts[1], colour, sleeve_w, cv2.LINE_AA)
 
@@ -515,9 +500,7 @@ def synthesize(
                         takes += 1
                     elif a.action == "restock" and state[a.target] is None:
                         same = rng.random() < 0.5 and last_class[a.target] is not None
-                        state[a.target] = (
-                            last_class[a.target] if same else classes[int(rng.integers(len(classes)))]
-                        )
+                        state[a.target] = last_class[a.target] if same else classes[int(rng.integers(len(classes)))]
                         restocks += 1
                     paint(a.target)
 
@@ -542,9 +525,7 @@ def synthesize(
                     soft = cv2.GaussianBlur(mask[y0:y1, x0:x1], (5, 5), 0).astype(np.float32)[:, :, None]
                     soft /= 255.0
                     roi = frame[y0:y1, x0:x1].astype(np.float32)
-                    frame[y0:y1, x0:x1] = (roi * (1 - soft) + layer[y0:y1, x0:x1] * soft + 0.5).astype(
-                        np.uint8
-                    )
+                    frame[y0:y1, x0:x1] = (roi * (1 - soft) + layer[y0:y1, x0:x1] * soft + 0.5).astype(np.uint8)
 
             # Camera shake: the mount is usually at rest, sometimes off by a pixel or so.
             if shake_px > 0 and rng.random() < 0.3:
@@ -552,9 +533,7 @@ def synthesize(
                 amount = rng.uniform(0.5, shake_px)
                 dx, dy = amount * math.cos(angle), amount * math.sin(angle)
                 m = np.float32([[1, 0, dx], [0, 1, dy]])
-                frame = cv2.warpAffine(
-                    frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-                )
+                frame = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             gain = 1.0 + 0.08 * math.sin(2 * math.pi * (f / fps) / exposure_period + exposure_phase)
             bank = noise_bank[int(rng.integers(len(noise_bank)))]
             ox, oy = (int(v) for v in rng.integers(0, pad, size=2))
@@ -565,9 +544,7 @@ def synthesize(
                 raise RuntimeError("OpenCV failed to encode a JPEG frame")
             writer.write(camera, buf.tobytes(), "image/jpeg", t=f / fps)
 
-            truth_rows.append(
-                tuple(None if cover[i] > OCCLUDED_ABOVE else state[i] for i in range(len(slots)))
-            )
+            truth_rows.append(tuple(None if cover[i] > OCCLUDED_ABOVE else state[i] for i in range(len(slots))))
             coverage_rows.append(tuple(round(float(c), 4) for c in cover))
     finally:
         writer.close()
@@ -612,18 +589,12 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise NotADirectoryError(f"output {out} is a file")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(
-                f"output folder {out} is not empty (use --force to replace earlier footage)"
-            )
+            raise FileExistsError(f"output folder {out} is not empty (use --force to replace earlier footage)")
         # Only what synth writes is removed, so a mistaken --out cannot wipe unrelated files.
         ours = {INDEX_NAME, META_NAME, META_NAME + ".tmp", CAMERA_TOML, TRUTH_NAME, "frames"}
-        foreign = [
-            p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(SEGMENT_PREFIX)
-        ]
+        foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(SEGMENT_PREFIX)]
         if foreign:
-            raise FileExistsError(
-                f"output folder {out} holds files synth did not write: {', '.join(foreign[:5])}"
-            )
+            raise FileExistsError(f"output folder {out} holds files synth did not write: {', '.join(foreign[:5])}")
         for p in out.iterdir():
             if p.is_dir():
                 shutil.rmtree(p)
@@ -707,3 +678,15 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def footage_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `footage` command's own subcommands, created on first use so several modules can add to it."""
+    parser = subparsers.choices.get("footage")
+    if parser is None:
+        parser = subparsers.add_parser("footage", help="synthetic shelf footage with ground truth (synth)")
+    commands = getattr(parser, "_shelfsense_commands", None)
+    if commands is None:
+        commands = parser.add_subparsers(dest="footage_command", metavar="COMMAND", required=True)
+        parser._shelfsense_commands = commands  # type: ignore[attr-defined]
+    return commands

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .errors import ModelError
-from .runtime import Classifier, read_labels
+from shelfsense.errors import ModelError
+from shelfsense.recognition.runtime import Classifier, read_labels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -265,7 +265,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
-    from . import train  # TensorFlow itself is imported only when training runs
+    from shelfsense import train  # TensorFlow itself is imported only when training runs
 
     p = msub.add_parser("train", help="train and export the bundled grocery INT8 model (needs the train extra)")
     train.add_arguments(p)

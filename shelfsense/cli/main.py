@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import ConfigError, ShelfSenseError
+from shelfsense import __version__
+from shelfsense.errors import ConfigError, ShelfSenseError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -18,9 +18,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from .app import create_app
-    from .config import load_config
-    from .handlers import RedactingAccessLogger
+    from shelfsense.config import load_config
+    from shelfsense.service.app import create_app
+    from shelfsense.service.handlers import RedactingAccessLogger
 
     config = load_config(args.config or os.environ.get("SHELFSENSE_CONFIG") or None)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -63,7 +63,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import agent, benchmark, modeltools, record, replay, synth
+    from shelfsense.bench import benchmark
+    from shelfsense.synth import synth
+    from shelfsense.tools import agent, modeltools, record, replay
 
     parser = argparse.ArgumentParser(prog="shelfsense", description=__doc__)
     parser.add_argument("--version", action="version", version=f"shelfsense {__version__}")

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .cache import ColourMatch
-from .hashing import PerceptualKey
+from shelfsense.recognition.cache import ColourMatch
+from shelfsense.recognition.hashing import PerceptualKey
 
 T = TypeVar("T")
 

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.fftpack
 from PIL import Image
 
+from shelfsense.config import HASH_ALGORITHMS
+
 # Measured in docs/distance.md (bench/measure_distance.py). The radius covers every perturbed copy seen (max 8,
 # P99 4) while no pair of different products hashed within it passed the colour check; the cache's
 # max_distance default should be this value.
@@ -101,6 +103,7 @@ _ALGORITHMS: dict[str, Callable[[np.ndarray, int], int]] = {
     "ahash": _imagehash_algorithm(imagehash.average_hash),
     "whash": _imagehash_algorithm(imagehash.whash),
 }
+assert tuple(_ALGORITHMS) == HASH_ALGORITHMS, "config.HASH_ALGORITHMS names the algorithms implemented here"
 
 
 # One small thumbnail per crop serves the flatness test, the colour signature and the KeyMemo: 48 is a multiple
@@ -151,7 +154,7 @@ def colour_distance(a: bytes, b: bytes) -> float:
 class Hasher:
     """Computes the PerceptualKey of slot crops with one configured algorithm and colour tolerance."""
 
-    ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(_ALGORITHMS)
+    ALGORITHMS: ClassVar[tuple[str, ...]] = HASH_ALGORITHMS
 
     def __init__(
         self, algorithm: str = "phash", hash_size: int = 8, colour_tolerance: int = DEFAULT_COLOUR_TOLERANCE

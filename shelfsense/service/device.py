@@ -118,9 +118,7 @@ def _read_zone(zone: Path) -> tuple[str, float] | None:
 class DeviceMonitor:
     """Reads device health on demand; cheap enough to call every few seconds from a worker thread."""
 
-    def __init__(
-        self, sysfs_root: str | Path = "/sys", vcgencmd: str = "vcgencmd", *, timeout_s: float = 1.0
-    ) -> None:
+    def __init__(self, sysfs_root: str | Path = "/sys", vcgencmd: str = "vcgencmd", *, timeout_s: float = 1.0) -> None:
         self._thermal_dir = Path(sysfs_root) / "class" / "thermal"
         self._timeout_s = timeout_s
         self._vcgencmd, self._vcgencmd_missing = self._resolve(vcgencmd)

@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from .agent import check_server_url
-from .config import check_camera_id
-from .footage import RecordingFootage, open_footage, read_truth
+from shelfsense.config import check_camera_id
+from shelfsense.footage import RecordingFootage, open_footage, read_truth
+from shelfsense.tools.agent import check_server_url
 
 HIT_TIERS = ("memory", "disk")
 TIERS = ("memory", "disk", "miss", "coalesced")

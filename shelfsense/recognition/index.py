@@ -69,13 +69,14 @@ def _check_bits(bits: int) -> None:
 class HammingIndex:
     """Near-duplicate lookup of 64-bit keys by Hamming distance; exact when max_distance is 0."""
 
-    __slots__ = ("max_distance", "chunks", "scan_limit", "_ids", "_layout", "_tables", "_count", "_packed",
-                 "_slot")
+    __slots__ = ("max_distance", "chunks", "scan_limit", "_ids", "_layout", "_tables", "_count", "_packed", "_slot")
 
-    def __init__(self, max_distance: int, *, chunks: int | None = None,
-                 scan_limit: int = DEFAULT_SCAN_LIMIT) -> None:
-        if isinstance(max_distance, bool) or not isinstance(max_distance, int) \
-                or not 0 <= max_distance <= MAX_SUPPORTED_DISTANCE:
+    def __init__(self, max_distance: int, *, chunks: int | None = None, scan_limit: int = DEFAULT_SCAN_LIMIT) -> None:
+        if (
+            isinstance(max_distance, bool)
+            or not isinstance(max_distance, int)
+            or not 0 <= max_distance <= MAX_SUPPORTED_DISTANCE
+        ):
             raise ValueError(f"max_distance must be an int in 0..{MAX_SUPPORTED_DISTANCE}, got {max_distance!r}")
         m = default_chunks(max_distance) if chunks is None else chunks
         if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 16:
@@ -190,8 +191,10 @@ class HammingIndex:
         _check_bits(bits)
         radius = self.max_distance if max_distance is None else max_distance
         if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius <= self.max_distance:
-            raise ValueError(f"search radius must be an int in 0..{self.max_distance} (the index's "
-                             f"max_distance), got {max_distance!r}")
+            raise ValueError(
+                f"search radius must be an int in 0..{self.max_distance} (the index's "
+                f"max_distance), got {max_distance!r}"
+            )
         if radius == 0 or self.chunks == 1:
             held = self._ids.get(bits)
             if held is None:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from .errors import ModelError, OverloadedError
+from shelfsense.errors import ModelError, OverloadedError
 
 if TYPE_CHECKING:
-    from .config import ModelConfig
+    from shelfsense.config import ModelConfig
 
 BACKENDS = {  # config name -> (module with Interpreter, distribution for its version)
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),

@@ -12,46 +12,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .config import Config
-from .device import DeviceMonitor, DeviceReading
-from .errors import ShelfSenseError
-from .footage import RecordingWriter
-from .metrics import Metrics
-from .recognizer import Recognizer
-from .stats import Stats
+from shelfsense.config import Config
+from shelfsense.errors import ShelfSenseError
+from shelfsense.footage import RecordingWriter
+from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.service.device import DeviceMonitor
+from shelfsense.service.handlers import error_middleware, setup_routes
+from shelfsense.service.metrics import Metrics
+from shelfsense.service.state import SERVICE, Service
+from shelfsense.service.stats import Stats
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Service:
-    config: Config
-    stats: Stats
-    metrics: Metrics
-    monitor: DeviceMonitor
-    recognizer: Recognizer | None = None
-    model_error: str | None = "model not loaded yet"
-    device: DeviceReading | None = None
-    recorder: RecordingWriter | None = None
-    record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
-    pending_frames: int = 0
-    frame_numbers: dict[str, int] = field(default_factory=dict)
-
-    def next_frame_number(self, camera: str) -> int:
-        self.frame_numbers[camera] = self.frame_numbers.get(camera, 0) + 1
-        return self.frame_numbers[camera]
-
-
-SERVICE = web.AppKey("service", Service)
-
-
 def create_app(config: Config) -> web.Application:
-    from .handlers import error_middleware, setup_routes
-
     # aiohttp refuses bodies over client_max_size itself; the handler turns that into our JSON 413.
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[error_middleware])
     app[SERVICE] = Service(

@@ -16,13 +16,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .cache import DiskTier, Hit, MemoryTier, ResultCache
-from .coalesce import Coalescer
-from .config import Box, CameraConfig, Config
-from .errors import BadImageError, ConfigError, OverloadedError, UnknownCameraError
-from .hashing import Hasher, KeyMemo, PerceptualKey
-from .runtime import InferencePool, Prediction
-from .slots import crop, slot_boxes
+from shelfsense.config import Box, CameraConfig, Config, slot_boxes
+from shelfsense.errors import BadImageError, ConfigError, OverloadedError, UnknownCameraError
+from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
+from shelfsense.recognition.coalesce import Coalescer
+from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
+from shelfsense.recognition.runtime import InferencePool, Prediction
+from shelfsense.recognition.slots import crop
 
 HIT_TIERS = ("memory", "disk")  # served without this frame waiting on an inference
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).

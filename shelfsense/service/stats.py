@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .recognizer import HIT_TIERS, FrameResult
+from shelfsense.recognition.recognizer import HIT_TIERS, FrameResult
 
 TIERS = ("memory", "disk", "miss", "coalesced")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import check_camera_id
-from .errors import SourceError
-from .footage import RecordingWriter, video_frames
+from shelfsense.config import check_camera_id
+from shelfsense.errors import SourceError
+from shelfsense.footage import RecordingWriter, video_frames
 
 # Streams name their protocol; anything else is a device or a file.
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")

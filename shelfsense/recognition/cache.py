@@ -23,9 +23,9 @@ from pathlib import Path
 
 import diskcache
 
-from .hashing import PerceptualKey
-from .index import HammingIndex
-from .runtime import Prediction
+from shelfsense.recognition.hashing import PerceptualKey
+from shelfsense.recognition.index import HammingIndex
+from shelfsense.recognition.runtime import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .config import check_camera_id
-from .footage import Footage, open_footage
-from .record import Source, SourceError, encode_jpeg, open_capture, parse_source, sample_frames
+from shelfsense.config import check_camera_id
+from shelfsense.footage import Footage, open_footage
+from shelfsense.tools.record import Source, SourceError, encode_jpeg, open_capture, parse_source, sample_frames
 
 log = logging.getLogger(__name__)
 

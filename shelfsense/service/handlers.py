@@ -17,9 +17,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
-from .app import SERVICE, Service
-from .config import check_camera_id
-from .errors import (
+from shelfsense.config import check_camera_id
+from shelfsense.errors import (
     AuthError,
     BadImageError,
     ModelError,
@@ -28,7 +27,8 @@ from .errors import (
     ShelfSenseError,
     UnsupportedMediaError,
 )
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from shelfsense.service.state import SERVICE, Service
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ async def dashboard(request: web.Request) -> web.Response:
     # People open the dashboard in a browser, which cannot add a header: say how to put the token in the address.
     how = f"open it as /?{TOKEN_PARAM}=<token> (or {BEARER_HINT})"
     _check_token(request, service.config.server.read_token, "the dashboard", how)
-    page = resources.files("shelfsense").joinpath("static/dashboard.html").read_bytes()
+    page = resources.files("shelfsense.service").joinpath("static/dashboard.html").read_bytes()
     return web.Response(body=page, content_type="text/html", charset="utf-8")
 
 

@@ -33,12 +33,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .config import Box, CameraConfig, Config, load_config, parse_config
-from .errors import BadImageError, ConfigError
-from .footage import Footage, Frame, open_footage, read_truth
-from .recognizer import Recognizer
-from .runtime import InferencePool, Prediction
-from .slots import crop, slot_boxes
+from shelfsense.config import Box, CameraConfig, Config, load_config, parse_config, slot_boxes
+from shelfsense.errors import BadImageError, ConfigError
+from shelfsense.footage import Footage, Frame, open_footage, read_truth
+from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.recognition.runtime import InferencePool, Prediction
+from shelfsense.recognition.slots import crop
 
 MODES = ("no-cache", "exact", "motion", "perceptual")
 TITLES = {
@@ -677,8 +677,7 @@ def format_report(report: dict[str, Any], motion_threshold: float) -> str:
         fps = f"{m['fps']:.1f}" if m["fps"] else "-"
         inferences = str(m["inferences"]) + (f" + {m['confirmations']} confirming" if m["confirmations"] else "")
         lines.append(
-            f"| {m['title']} | {fps} | {ratio} | {inferences} | {_pct(m['hit_rate'])} | {agreement} | "
-            f"{_pct(acc)} |"
+            f"| {m['title']} | {fps} | {ratio} | {inferences} | {_pct(m['hit_rate'])} | {agreement} | {_pct(acc)} |"
         )
     st = report["stability"]
     lines += [

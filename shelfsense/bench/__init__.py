@@ -1,0 +1,1 @@
+"""The offline benchmark (shelfsense bench): recorded footage through four caching modes."""

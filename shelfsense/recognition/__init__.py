@@ -1,0 +1,1 @@
+"""Recognition: slots, perceptual keys, the two cache tiers, coalescing and TFLite inference."""

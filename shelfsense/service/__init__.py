@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, handlers, stats, metrics and device telemetry."""

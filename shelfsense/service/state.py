@@ -1,0 +1,37 @@
+"""The service's state: one `Service` per app, stored under a typed AppKey that handlers and the app share."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from shelfsense.config import Config
+from shelfsense.footage.writer import RecordingWriter
+from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.service.device import DeviceMonitor, DeviceReading
+from shelfsense.service.metrics import Metrics
+from shelfsense.service.stats import Stats
+
+
+@dataclass
+class Service:
+    config: Config
+    stats: Stats
+    metrics: Metrics
+    monitor: DeviceMonitor
+    recognizer: Recognizer | None = None
+    model_error: str | None = "model not loaded yet"
+    device: DeviceReading | None = None
+    recorder: RecordingWriter | None = None
+    record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
+    pending_frames: int = 0
+    frame_numbers: dict[str, int] = field(default_factory=dict)
+
+    def next_frame_number(self, camera: str) -> int:
+        self.frame_numbers[camera] = self.frame_numbers.get(camera, 0) + 1
+        return self.frame_numbers[camera]
+
+
+SERVICE = web.AppKey("service", Service)

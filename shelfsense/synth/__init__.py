@@ -1,0 +1,1 @@
+"""Synthetic fixed-camera shelf footage with ground truth (shelfsense footage synth)."""

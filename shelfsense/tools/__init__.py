@@ -1,0 +1,1 @@
+"""Offline tools above the service: camera agent, replay, recording and model tooling."""
