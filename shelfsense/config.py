@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from shelfsense.errors import ConfigError
+from shelfsense.types import Box
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CONFIG = PROJECT_ROOT / "config.toml"
 BUNDLED_MODEL = PROJECT_ROOT / "models" / "grocery_int8.tflite"
-
-Box = tuple[int, int, int, int]
 
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside

@@ -7,6 +7,7 @@ import pytest
 
 from shelfsense.recognition.recognizer import FrameResult, SlotResult
 from shelfsense.service.stats import Stats
+from shelfsense.types import Tier
 
 
 class Clock:
@@ -19,7 +20,7 @@ class Clock:
 
 def frame(camera: str, latency_ms: float, tiers: list[str], inference_ms: float = 7.0) -> FrameResult:
     slots = [
-        SlotResult(i, (0, 0, 1, 1), "x", 0.9, t, None, [], 0.0, inference_ms if t == "miss" else 0.0)
+        SlotResult(i, (0, 0, 1, 1), "x", 0.9, Tier(t), None, [], 0.0, inference_ms if t == "miss" else 0.0)
         for i, t in enumerate(tiers)
     ]
     return FrameResult(camera, 1, 1, slots, 0.0, 0.0, 0.0, 0.0, latency_ms)

@@ -33,12 +33,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shelfsense.config import Box, CameraConfig, Config, load_config, parse_config, slot_boxes
+from shelfsense.config import CameraConfig, Config, load_config, parse_config, slot_boxes
 from shelfsense.errors import BadImageError, ConfigError
 from shelfsense.footage import Footage, Frame, open_footage, read_truth
 from shelfsense.recognition.recognizer import Recognizer
-from shelfsense.recognition.runtime import InferencePool, Prediction
+from shelfsense.recognition.runtime import InferencePool
 from shelfsense.recognition.slots import crop
+from shelfsense.types import Box, Prediction
 
 MODES = ("no-cache", "exact", "motion", "perceptual")
 TITLES = {

@@ -25,7 +25,7 @@ import diskcache
 
 from shelfsense.recognition.hashing import PerceptualKey
 from shelfsense.recognition.index import HammingIndex
-from shelfsense.recognition.runtime import Prediction
+from shelfsense.types import Prediction, Tier
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Answer:
 @dataclass(frozen=True, slots=True)
 class Hit:
     prediction: Prediction
-    tier: str  # "memory" | "disk"
+    tier: Tier  # MEMORY or DISK
     distance: int
     key: PerceptualKey  # the stored key that answered
     inferences: int  # fresh inferences behind the answer
@@ -234,7 +234,7 @@ class ResultCache:
         if found is None:
             return None
         answer, distance, stored, hits = found
-        return Hit(answer.prediction, "memory", distance, stored, answer.inferences, hits)
+        return Hit(answer.prediction, Tier.MEMORY, distance, stored, answer.inferences, hits)
 
     async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
         if self.disk is None or not self.disk.available:
@@ -244,7 +244,7 @@ class ResultCache:
             return None
         answer, distance, stored = found
         self.memory.put(stored, answer)
-        return Hit(answer.prediction, "disk", distance, stored, answer.inferences)
+        return Hit(answer.prediction, Tier.DISK, distance, stored, answer.inferences)
 
     async def lookup(self, key: PerceptualKey) -> Hit | None:
         return self.lookup_memory(key) or await self.lookup_disk(key)

@@ -16,15 +16,15 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from shelfsense.config import Box, CameraConfig, Config, slot_boxes
+from shelfsense.config import CameraConfig, Config, slot_boxes
 from shelfsense.errors import BadImageError, ConfigError, OverloadedError, UnknownCameraError
 from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
-from shelfsense.recognition.runtime import InferencePool, Prediction
+from shelfsense.recognition.runtime import InferencePool
 from shelfsense.recognition.slots import crop
+from shelfsense.types import Box, Prediction, Tier
 
-HIT_TIERS = ("memory", "disk")  # served without this frame waiting on an inference
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
 _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 8, 3))
 
@@ -35,7 +35,7 @@ class SlotResult:
     box: Box
     label: str | None
     score: float
-    cache: str  # "memory" | "disk" | "miss" | "coalesced"
+    cache: Tier
     distance: int | None
     top_k: Prediction = field(default_factory=list)
     lookup_ms: float = 0.0
@@ -67,7 +67,7 @@ class FrameResult:
 
     @property
     def all_hits(self) -> bool:
-        return all(s.cache in HIT_TIERS for s in self.slots)
+        return all(s.cache.is_hit for s in self.slots)
 
     def timings(self) -> dict[str, float]:
         return {
@@ -204,7 +204,7 @@ class Recognizer:
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
-        return _slot_result(slot, box, prediction, "miss", None, 0.0, inference_ms)
+        return _slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
     async def _resolve(self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey) -> SlotResult:
         assert self.cache is not None
@@ -213,7 +213,7 @@ class Recognizer:
         memory_ms = _ms(t0)
         if hit is not None:
             self._maybe_confirm(hit, crop_bgr)
-            return _slot_result(slot, box, hit.prediction, "memory", hit.distance, memory_ms, 0.0)
+            return _slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
 
         async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
             t1 = time.perf_counter()
@@ -221,16 +221,16 @@ class Recognizer:
             disk_ms = _ms(t1)
             if found is not None:
                 self._maybe_confirm(found, crop_bgr)
-                return found.prediction, "disk", found.distance, disk_ms, 0.0
+                return found.prediction, Tier.DISK, found.distance, disk_ms, 0.0
             prediction, inference_ms = await self.pool.classify(crop_bgr)
             self.cache.store(key, prediction)
-            return prediction, "miss", None, disk_ms, inference_ms
+            return prediction, Tier.MISS, None, disk_ms, inference_ms
 
         # The flight covers the disk lookup too, so that followers arriving while the leader reads the
         # disk do not start inferences of their own.
         (prediction, tier, distance, disk_ms, inference_ms), shared = await self.coalescer.run(key, disk_or_infer)
         if shared:
-            return _slot_result(slot, box, prediction, "coalesced", distance, memory_ms, 0.0)
+            return _slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return _slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
 
     def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray) -> None:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from shelfsense.errors import ModelError, OverloadedError
+from shelfsense.types import Prediction
 
 if TYPE_CHECKING:
     from shelfsense.config import ModelConfig
@@ -93,9 +94,6 @@ class ModelSpec:
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the model input."""
         return self.input.shape[2], self.input.shape[1]
-
-
-Prediction = list[tuple[str, float]]  # top-k (label, score), best first
 
 
 def file_sha256(path: Path) -> str:

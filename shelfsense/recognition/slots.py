@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shelfsense.config import Box
+from shelfsense.types import Box
 
 
 def crop(frame: np.ndarray, box: Box) -> np.ndarray:

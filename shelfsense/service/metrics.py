@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.types import Tier
 
 # Seconds. A Pi answers a fully cached frame in a few ms and a frame of misses in tens to hundreds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -42,7 +43,7 @@ class Metrics:
         self.frames.labels(result.camera).inc()
         for s in result.slots:
             self.slots.labels(s.cache).inc()
-            if s.cache == "miss":
+            if s.cache is Tier.MISS:
                 self.inference.observe(s.inference_ms / 1000.0)
         self.frame_latency.labels("hit" if result.all_hits else "miss").observe(result.latency_ms / 1000.0)
 
@@ -57,8 +58,8 @@ class Metrics:
     ) -> None:
         """Gauges read live at scrape time rather than pushed on every frame."""
         self.queue_depth.set_function(queue_depth)
-        self.cache_entries.labels("memory").set_function(entries_memory)
-        self.cache_entries.labels("disk").set_function(entries_disk)
+        self.cache_entries.labels(Tier.MEMORY).set_function(entries_memory)
+        self.cache_entries.labels(Tier.DISK).set_function(entries_disk)
 
     def set_device(self, temperature_c: float | None, throttled_now: bool | None) -> None:
         self.temperature.set(float("nan") if temperature_c is None else temperature_c)

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
-from shelfsense.recognition.recognizer import HIT_TIERS, FrameResult
-
-TIERS = ("memory", "disk", "miss", "coalesced")
+from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.types import Tier, percentiles
 
 
 @dataclass(slots=True)
@@ -31,19 +27,12 @@ class _Sample:
     inference_ms: tuple[float, ...]
 
 
-def percentiles(values: Iterable[float], qs: Iterable[int] = (50, 90, 99)) -> dict[str, float | None]:
-    data = np.fromiter(values, dtype=np.float64)
-    if data.size == 0:
-        return {f"p{q}": None for q in qs}
-    return {f"p{q}": round(float(np.percentile(data, q)), 3) for q in qs}
-
-
 class Stats:
     def __init__(self, window_s: float = 60.0, max_samples: int = 200_000, clock=time.monotonic) -> None:
         self.window_s = window_s
         self._clock = clock
         self.started = clock()
-        self.tiers: Counter[str] = Counter({t: 0 for t in TIERS})
+        self.tiers: Counter[str] = Counter(dict.fromkeys(Tier, 0))
         self.errors: Counter[str] = Counter()
         self.frames: Counter[str] = Counter()
         self._window: deque[_Sample] = deque(maxlen=max_samples)
@@ -58,9 +47,9 @@ class Stats:
                 camera=result.camera,
                 latency_ms=result.latency_ms,
                 hit_path=result.all_hits,
-                slot_hits=sum(s.cache in HIT_TIERS for s in result.slots),
+                slot_hits=sum(s.cache.is_hit for s in result.slots),
                 slots=len(result.slots),
-                inference_ms=tuple(s.inference_ms for s in result.slots if s.cache == "miss"),
+                inference_ms=tuple(s.inference_ms for s in result.slots if s.cache is Tier.MISS),
             )
         )
 
@@ -80,7 +69,7 @@ class Stats:
         # Rates over the window, or over the uptime while it is shorter (at least 1 s, so a first burst is no spike).
         span = min(self.window_s, max(now - self.started, 1.0))
         slots = sum(self.tiers.values())
-        hits = self.tiers["memory"] + self.tiers["disk"]
+        hits = self.tiers[Tier.MEMORY] + self.tiers[Tier.DISK]
         w_slots = sum(s.slots for s in recent)
         cameras = {}
         for cam, frames in sorted(self.frames.items()):
@@ -97,10 +86,10 @@ class Stats:
             "cache": {
                 "hit_rate": round(hits / slots, 4) if slots else None,
                 "hit_rate_window": round(sum(s.slot_hits for s in recent) / w_slots, 4) if w_slots else None,
-                "memory_hits": self.tiers["memory"],
-                "disk_hits": self.tiers["disk"],
-                "misses": self.tiers["miss"],
-                "coalesced": self.tiers["coalesced"],
+                "memory_hits": self.tiers[Tier.MEMORY],
+                "disk_hits": self.tiers[Tier.DISK],
+                "misses": self.tiers[Tier.MISS],
+                "coalesced": self.tiers[Tier.COALESCED],
                 "slot_results": slots,
             },
             "latency_ms": {
