@@ -13,16 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
-from shelfsense.config import CameraConfig, Config, slot_boxes
-from shelfsense.errors import BadImageError, ConfigError, OverloadedError, UnknownCameraError
+from shelfsense.config import CameraConfig, Config
+from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
+from shelfsense.recognition.decode import decode_frame, slot_crops
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool
-from shelfsense.recognition.slots import crop
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -184,18 +183,9 @@ class Recognizer:
     def _decode_and_key(self, camera: CameraConfig, image: bytes) -> _Prepared:
         """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
         t0 = time.perf_counter()
-        if not image:
-            raise BadImageError("The frame is empty (0 bytes)")
-        frame = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise BadImageError(f"The frame ({len(image)} bytes) is not a decodable JPEG or PNG image")
+        frame = decode_frame(image)
         height, width = frame.shape[:2]
-        try:
-            boxes = slot_boxes(camera, width, height)
-        except ConfigError as exc:
-            raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
-        # Copies, so that a crop in the inference queue does not pin the whole frame in memory.
-        crops = [np.ascontiguousarray(crop(frame, box)) for box in boxes]
+        boxes, crops = slot_crops(frame, camera)
         t1 = time.perf_counter()
         keys = None
         if self.cache is not None:
