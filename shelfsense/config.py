@@ -2,15 +2,20 @@
 
 A user's file states only what it changes; everything else takes the defaults below, which `config.toml` at the
 top of the repository documents one for one (a test keeps the two equal). Unknown keys and bad values raise
-`ConfigError` naming the key. Relative paths are resolved against the directory of the file that states them.
+`ConfigError` naming the key. Relative paths are resolved against the directory of the file that states them,
+except in the bundled file of an installed wheel, whose writable paths (the disk cache, recordings) go to the state
+directory instead of into site-packages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,9 +26,26 @@ import numpy as np
 from shelfsense.errors import ConfigError
 from shelfsense.types import Box
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_CONFIG = PROJECT_ROOT / "config.toml"
-BUNDLED_MODEL = PROJECT_ROOT / "models" / "grocery_int8.tflite"
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
+# A checkout (the editable install) keeps config.toml and models/ at its top, the layout the project promises its
+# users; a wheel carries the same files as package data in shelfsense/bundle/ (pyproject.toml maps them there).
+IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "config.toml").is_file()
+BUNDLE_DIR = _CHECKOUT if IN_CHECKOUT else _PACKAGE / "bundle"
+BUNDLED_CONFIG = BUNDLE_DIR / "config.toml"
+BUNDLED_MODEL = BUNDLE_DIR / "models" / "grocery_int8.tflite"
+_STATE = {"state": True}  # field metadata: a writable path, kept out of site-packages
+
+
+def state_dir() -> Path:
+    """Where writable state goes by default: the checkout itself, or for an installed wheel $STATE_DIRECTORY
+    (systemd's StateDirectory=), else $XDG_STATE_HOME/shelfsense (~/.local/state/shelfsense)."""
+    if IN_CHECKOUT:
+        return _CHECKOUT
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "shelfsense"
 
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
@@ -71,7 +93,8 @@ class CacheConfig:
     key_reuse_threshold: float = 3.0  # grey levels; a slot whose picture moved less keeps its key (0: off)
     confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
     memory_entries: int = 20_000
-    disk_path: Path | None = PROJECT_ROOT / "cache"  # None (or "") keeps the cache in memory only
+    # None (or "") keeps the cache in memory only
+    disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=_STATE)
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
 
 
@@ -85,7 +108,7 @@ class TelemetryConfig:
 @dataclass(frozen=True, kw_only=True)
 class RecordConfig:
     enabled: bool = False
-    folder: Path = PROJECT_ROOT / "recordings"
+    folder: Path = field(default_factory=lambda: state_dir() / "recordings", metadata=_STATE)
     cameras: tuple[str, ...] = ()  # empty: every camera
     max_bytes: int = 1024 * 1024 * 1024  # 1 GiB, oldest segments deleted beyond it
 
@@ -157,15 +180,26 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"Config file {path} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
-    return parse_config(data, base_dir=path.resolve().parent, source=path)
+    bundled_in_wheel = not IN_CHECKOUT and path.resolve() == BUNDLED_CONFIG
+    return parse_config(
+        data, base_dir=path.resolve().parent, source=path, state_base=state_dir() if bundled_in_wheel else None
+    )
 
 
-def parse_config(data: dict[str, Any], *, base_dir: Path | None = None, source: Path | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any],
+    *,
+    base_dir: Path | None = None,
+    source: Path | None = None,
+    state_base: Path | None = None,
+) -> Config:
+    """`data` over the defaults. Relative paths resolve against `base_dir` (default: the working directory), or
+    against `state_base` for writable paths when it is given."""
     base_dir = base_dir or Path.cwd()
     unknown = set(data) - set(_SECTIONS) - {"cameras"}
     if unknown:
         raise ConfigError(f"Unknown config section(s): {', '.join(sorted(unknown))}")
-    sections = {name: _section(name, cls, data.get(name, {}), base_dir) for name, cls in _SECTIONS.items()}
+    sections = {name: _section(name, cls, data.get(name, {}), base_dir, state_base) for name, cls in _SECTIONS.items()}
     cameras_raw = data.get("cameras", {})
     if not isinstance(cameras_raw, dict):
         raise ConfigError("Config 'cameras' must be a table of [cameras.<id>] tables")
@@ -175,49 +209,53 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None, source: 
     return config
 
 
-def _section(name: str, cls: type, raw: Any, base_dir: Path) -> Any:
+def _section(name: str, cls: type, raw: Any, base_dir: Path, state_base: Path | None) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{name}' must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = set(raw) - set(fields)
     if unknown:
         raise ConfigError(f"Unknown config key(s) {', '.join(f'{name}.{k}' for k in sorted(unknown))}")
     values = {}
     for key, value in raw.items():
-        values[key] = _coerce(f"{name}.{key}", fields[key].type, value, base_dir)
+        base = state_base if state_base is not None and fields[key].metadata.get("state") else base_dir
+        values[key] = _coerce(f"{name}.{key}", hints[key], value, base)
     return cls(**values)
 
 
 def _coerce(key: str, type_: Any, value: Any, base_dir: Path) -> Any:
-    type_name = str(type_)
-    if "Path" in type_name:
-        if value in ("", None) and "None" in type_name:
+    optional = isinstance(type_, types.UnionType) and type(None) in typing.get_args(type_)
+    if optional:
+        if value in ("", None):
             return None
+        (type_,) = [t for t in typing.get_args(type_) if t is not type(None)]
+    if type_ is Path:
         if not isinstance(value, str):
             raise ConfigError(f"Config '{key}' must be a path string, got {value!r}")
         p = Path(value).expanduser()
         return p if p.is_absolute() else (base_dir / p).resolve()
-    if type_name == "bool":
+    if type_ is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"Config '{key}' must be true or false, got {value!r}")
         return value
-    if type_name == "int":
+    if type_ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"Config '{key}' must be an integer, got {value!r}")
         return value
-    if type_name == "float":
+    if type_ is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"Config '{key}' must be a number, got {value!r}")
         return float(value)
-    if type_name == "str":
+    if type_ is str:
         if not isinstance(value, str):
             raise ConfigError(f"Config '{key}' must be a string, got {value!r}")
         return value
-    if type_name.startswith("tuple[str"):
+    if type_ == tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"Config '{key}' must be a list of strings, got {value!r}")
         return tuple(value)
-    raise AssertionError(f"no coercion for {key}: {type_name}")  # pragma: no cover - programming error
+    raise AssertionError(f"no coercion for {key}: {type_}")  # pragma: no cover - programming error
 
 
 def _box(key: str, value: Any) -> Box:
