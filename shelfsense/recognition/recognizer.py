@@ -11,6 +11,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -21,7 +22,7 @@ from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.decode import decode_frame, slot_crops
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
-from shelfsense.recognition.runtime import InferencePool
+from shelfsense.recognition.runtime import InferencePool, ModelSpec
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -88,6 +89,24 @@ class _Prepared(NamedTuple):
     hash_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class CacheStatus:
+    """What the service reports of the cache, read through the recognizer rather than its tiers' internals."""
+
+    enabled: bool
+    entries_memory: int = 0
+    entries_disk: int = 0
+    disk_available: bool = False
+    disk_error: str | None = None
+    disk_path: Path | None = None
+
+    @property
+    def mode(self) -> str:
+        if not self.enabled:
+            return "off"
+        return "memory+disk" if self.disk_available else "memory"
+
+
 class Recognizer:
     """Frames in, per-slot product results out, repeated products served from the cache."""
 
@@ -131,6 +150,37 @@ class Recognizer:
             # first frame, where it would show as a latency spike.
             await loop.run_in_executor(None, hasher.key, _WARM_UP_CROP)
         return cls(config, pool, hasher, cache)
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.pool.spec
+
+    @property
+    def backend(self) -> str:
+        return str(self.pool.backend)
+
+    @property
+    def invokes(self) -> int:
+        return self.pool.invokes
+
+    @property
+    def queue_depth(self) -> int:
+        """Slot inferences waiting for or running on a worker."""
+        return self.pool.pending
+
+    def cache_status(self) -> CacheStatus:
+        cache = self.cache
+        if cache is None:
+            return CacheStatus(enabled=False)
+        disk = cache.disk
+        return CacheStatus(
+            enabled=True,
+            entries_memory=cache.entries_memory,
+            entries_disk=cache.entries_disk,
+            disk_available=bool(disk is not None and disk.available),
+            disk_error=disk.error if disk is not None else None,
+            disk_path=disk.path if disk is not None else None,
+        )
 
     async def settle(self) -> None:
         """Wait for the background confirmations running now (the offline bench times them with the frames)."""

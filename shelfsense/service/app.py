@@ -50,28 +50,27 @@ async def _recognizer_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         service.recognizer = await Recognizer.create(service.config)
         service.model_error = None
-        spec = service.recognizer.pool.spec
-        log.info("model %s (%s) on %s", spec.name, spec.sha256[:12], service.recognizer.pool.backend)
+        model = service.recognizer.model
+        log.info("model %s (%s) on %s", model.name, model.sha256[:12], service.recognizer.backend)
     except ShelfSenseError as exc:
         service.model_error = str(exc)
         log.error("model not loaded, frames will be refused until it is fixed: %s", exc)
     recognizer = service.recognizer
     if recognizer is not None:
-        cache = recognizer.cache
         service.metrics.bind_gauges(
-            queue_depth=lambda: recognizer.pool.pending,
-            entries_memory=lambda: cache.entries_memory if cache else 0,
-            entries_disk=lambda: cache.entries_disk if cache else 0,
+            queue_depth=lambda: recognizer.queue_depth,
+            entries_memory=lambda: recognizer.cache_status().entries_memory,
+            entries_disk=lambda: recognizer.cache_status().entries_disk,
         )
     yield
-    disk = recognizer.cache.disk if recognizer is not None and recognizer.cache is not None else None
-    disk_open = disk is not None and disk.available
+    cache = recognizer.cache_status() if recognizer is not None else None
     if recognizer is not None:
         service.recognizer = None
         service.model_error = "shutting down"
         await recognizer.close()
     # Cleanup contexts unwind in reverse and this one came first: the HTTP server and every other context are done.
-    log.info("stopped; %s", f"disk cache {disk.path} closed" if disk_open else "no disk cache was open")
+    disk_open = cache is not None and cache.disk_available
+    log.info("stopped; %s", f"disk cache {cache.disk_path} closed" if disk_open else "no disk cache was open")
 
 
 async def _telemetry_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ from shelfsense.errors import (
     ShelfSenseError,
     UnsupportedMediaError,
 )
+from shelfsense.recognition.recognizer import CacheStatus
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.state import SERVICE, Service
 
@@ -49,8 +50,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except ShelfSenseError as exc:
-        service.stats.record_error(exc.code)
-        service.metrics.record_error(exc.code)
+        service.record_error(exc.code)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
         if exc.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, exc)
@@ -59,8 +59,7 @@ async def error_middleware(
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        service.stats.record_error(code)
-        service.metrics.record_error(code)
+        service.record_error(code)
         if exc.status == 404:
             detail = f"No such endpoint: {request.method} {request.path}"
         elif exc.status == 405:
@@ -134,14 +133,13 @@ async def post_frame(request: web.Request) -> web.Response:
         result = await recognizer.recognize(camera_id, image)
     finally:
         service.pending_frames -= 1
-    service.stats.record(result)
-    service.metrics.record(result)
+    service.record(result)
     return web.json_response(
         {
             "camera": camera_id,
             "frame": service.next_frame_number(camera_id),
             "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
-            "model": recognizer.pool.spec.name,
+            "model": recognizer.model.name,
             "size": [result.width, result.height],
             "timing_ms": result.timings(),
             "slots": [s.as_dict() for s in result.slots],
@@ -156,34 +154,32 @@ async def _record(service: Service, camera_id: str, image: bytes, content_type: 
             service.record_thread, service.recorder.write, camera_id, image, content_type
         )
     except OSError as exc:
-        service.stats.record_error("record_failed")
-        service.metrics.record_error("record_failed")
+        service.record_error("record_failed")
         log.warning("recording frame of camera %s failed: %s", camera_id, exc)
 
 
 def stats_payload(service: Service) -> dict:
     payload = service.stats.snapshot()
     recognizer = service.recognizer
-    cache = recognizer.cache if recognizer else None
+    cache = recognizer.cache_status() if recognizer else CacheStatus(enabled=False)
     payload["cache"].update(
-        enabled=cache is not None,
-        entries_memory=cache.entries_memory if cache else 0,
-        entries_disk=cache.entries_disk if cache else 0,
-        disk_available=bool(cache is not None and cache.disk is not None and cache.disk.available),
-        disk_error=cache.disk.error if cache is not None and cache.disk is not None else None,
+        enabled=cache.enabled,
+        entries_memory=cache.entries_memory,
+        entries_disk=cache.entries_disk,
+        disk_available=cache.disk_available,
+        disk_error=cache.disk_error,
         max_distance=service.config.cache.max_distance,
         confirmations=recognizer.confirmations if recognizer else 0,
     )
-    payload["queue_depth"] = recognizer.pool.pending if recognizer else 0
+    payload["queue_depth"] = recognizer.queue_depth if recognizer else 0
     payload["frames_in_flight"] = service.pending_frames
     if recognizer:
-        spec = recognizer.pool.spec
         payload["model"] = {
-            "name": spec.name,
-            "sha256": spec.sha256,
-            "runtime": str(recognizer.pool.backend),
-            "labels": len(spec.labels),
-            "invokes": recognizer.pool.invokes,
+            "name": recognizer.model.name,
+            "sha256": recognizer.model.sha256,
+            "runtime": recognizer.backend,
+            "labels": len(recognizer.model.labels),
+            "invokes": recognizer.invokes,
         }
     else:
         payload["model"] = {"name": None, "sha256": None, "runtime": None, "error": service.model_error}
@@ -221,14 +217,13 @@ async def readyz(request: web.Request) -> web.Response:
     recognizer = service.recognizer
     if recognizer is None:
         return error_response(503, "not_ready", f"Model not loaded: {service.model_error}")
-    cache = recognizer.cache
-    disk = cache.disk if cache is not None else None
+    cache = recognizer.cache_status()
     return web.json_response(
         {
             "status": "ready",
-            "model": recognizer.pool.spec.name,
-            "cache": "off" if cache is None else ("memory+disk" if disk is not None and disk.available else "memory"),
-            "disk_error": disk.error if disk is not None and not disk.available else None,
+            "model": recognizer.model.name,
+            "cache": cache.mode,
+            "disk_error": cache.disk_error if cache.enabled and not cache.disk_available else None,
         }
     )
 

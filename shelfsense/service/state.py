@@ -9,7 +9,7 @@ from aiohttp import web
 
 from shelfsense.config import Config
 from shelfsense.footage.writer import RecordingWriter
-from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.recognition.recognizer import FrameResult, Recognizer
 from shelfsense.service.device import DeviceMonitor, DeviceReading
 from shelfsense.service.metrics import Metrics
 from shelfsense.service.stats import Stats
@@ -28,6 +28,15 @@ class Service:
     record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
     pending_frames: int = 0
     frame_numbers: dict[str, int] = field(default_factory=dict)
+
+    def record(self, result: FrameResult) -> None:
+        """One observer of answered frames: the JSON stats and the Prometheus metrics never drift apart."""
+        self.stats.record(result)
+        self.metrics.record(result)
+
+    def record_error(self, code: str) -> None:
+        self.stats.record_error(code)
+        self.metrics.record_error(code)
 
     def next_frame_number(self, camera: str) -> int:
         self.frame_numbers[camera] = self.frame_numbers.get(camera, 0) + 1
