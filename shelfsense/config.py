@@ -50,11 +50,11 @@ def state_dir() -> Path:
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
 # a recording, so they must not be able to escape it.
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+CAMERA_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 def check_camera_id(camera: str) -> str:
-    if not CAMERA_ID.match(camera):
+    if not CAMERA_ID.fullmatch(camera):  # fullmatch: '$' would let a trailing newline through
         raise ValueError(
             f"camera id {camera[:80]!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
             "(not starting with '.' or '-')"
@@ -70,7 +70,15 @@ class ServerConfig:
     read_token: str = ""  # when set, /v1/stats, /metrics and the dashboard need it
     allow_unknown_cameras: bool = False  # unknown ids get one whole-frame slot instead of 404
     stats_window_s: float = 60.0
-    max_pending_frames: int = 32  # frames being processed at once; more answer 503
+    max_pending_frames: int = 32  # frames admitted and being recognised at once; more answer 503
+    # Admission and slow clients (docs/reliability.md): every limit answers fast with JSON, never by stalling.
+    max_frame_pixels: int = 3840 * 2160  # 4K; larger frames are refused from their header, before decoding
+    max_reading_bodies: int = 16  # request bodies being received at once; more answer 503 (bounds body memory)
+    body_timeout_s: float = 10.0  # a frame body must arrive within this; slower answers 408
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this of connecting or of the last answer
+    keepalive_timeout_s: float = 15.0  # an idle kept-alive connection is closed after this
+    max_connections: int = 256  # open connections; more are refused at once (capped below the descriptor limit)
+    max_cameras: int = 64  # cameras tracked with allow_unknown_cameras (stats, metrics); least recent forgotten
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +136,13 @@ class CameraConfig:
     token: str = ""
     width: int | None = None  # expected frame size; boxes are checked against it when given
     height: int | None = None
+
+    @property
+    def slot_count(self) -> int:
+        """Slots of every frame of this camera, known before a frame is decoded (admission reserves them)."""
+        if self.slots:
+            return len(self.slots)
+        return self.grid.rows * self.grid.cols if self.grid is not None else 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,6 +339,19 @@ def _validate(c: Config) -> None:
     check(c.server.max_body_bytes >= 1024, "server.max_body_bytes", ">= 1024", c.server.max_body_bytes)
     check(c.server.stats_window_s > 0, "server.stats_window_s", "> 0", c.server.stats_window_s)
     check(c.server.max_pending_frames >= 1, "server.max_pending_frames", ">= 1", c.server.max_pending_frames)
+    check(c.server.max_frame_pixels >= 1, "server.max_frame_pixels", ">= 1", c.server.max_frame_pixels)
+    check(c.server.max_reading_bodies >= 1, "server.max_reading_bodies", ">= 1", c.server.max_reading_bodies)
+    for key in ("body_timeout_s", "header_timeout_s", "keepalive_timeout_s"):
+        check(getattr(c.server, key) > 0, f"server.{key}", "> 0", getattr(c.server, key))
+    check(c.server.max_connections >= 2, "server.max_connections", ">= 2", c.server.max_connections)
+    check(c.server.max_cameras >= 1, "server.max_cameras", ">= 1", c.server.max_cameras)
+    room = c.model.queue_size - c.model.threads
+    for camera in c.cameras.values():
+        if camera.slot_count > room:
+            raise ConfigError(
+                f"Camera '{camera.id}' has {camera.slot_count} slots but model.queue_size - model.threads leaves "
+                f"room for {room}: raise model.queue_size, or a frame of it could never be admitted"
+            )
     check(c.model.runtime in _RUNTIMES, "model.runtime", " | ".join(_RUNTIMES), c.model.runtime)
     check(1 <= c.model.threads <= 64, "model.threads", "1..64", c.model.threads)
     check(1 <= c.model.interpreter_threads <= 64, "model.interpreter_threads", "1..64", c.model.interpreter_threads)

@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
@@ -24,9 +25,11 @@ from shelfsense.errors import (
     ModelError,
     OverloadedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ShelfSenseError,
     UnsupportedMediaError,
 )
+from shelfsense.recognition.decode import check_size, read_header
 from shelfsense.recognition.recognizer import CacheStatus
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.state import SERVICE, Service
@@ -38,14 +41,18 @@ TOKEN_PARAM = "token"  # cameras and the dashboard may send their token in the q
 BEARER_HINT = "send 'Authorization: Bearer <token>'"
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, error_id: str | None = None
+) -> web.Response:
+    body = {"error": code, "detail": detail} | ({"error_id": error_id} if error_id else {})
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Every failure becomes a JSON answer and is counted by kind; nothing reaches aiohttp's text/plain 500."""
     service = request.app[SERVICE]
     try:
         return await handler(request)
@@ -53,20 +60,36 @@ async def error_middleware(
         service.record_error(exc.code)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
         if exc.status >= 500:
-            log.warning("%s %s: %s", request.method, request.path, exc)
+            log.warning("%s %s: %s", request.method, redact_token(request.rel_url), exc)
         return error_response(exc.status, exc.code, str(exc), headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        service.record_error(code)
-        if exc.status == 404:
-            detail = f"No such endpoint: {request.method} {request.path}"
-        elif exc.status == 405:
-            detail = f"{request.method} is not allowed on {request.path} (allowed: {exc.headers.get('Allow', '')})"
-        else:
-            detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+        return _http_error(request, exc)
+    except ConnectionResetError as exc:  # the client went away mid-body (aiohttp's reset error is one too)
+        service.record_error("client_disconnected")
+        log.info("%s %s: client disconnected: %s", request.method, redact_token(request.rel_url), exc)
+        return error_response(400, "client_disconnected", "The connection was closed before the body arrived")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        error_id = uuid.uuid4().hex[:12]
+        kind = type(exc).__name__
+        service.record_error(f"internal_{kind}")
+        log.exception("error %s on %s %s", error_id, request.method, redact_token(request.rel_url))
+        return error_response(500, "internal_error", f"Unexpected {kind}; logged as error {error_id}", None, error_id)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = exc.reason.lower().replace(" ", "_")
+    request.app[SERVICE].record_error(code)
+    if exc.status == 404:
+        detail = f"No such endpoint: {request.method} {request.path}"
+    elif exc.status == 405:
+        detail = f"{request.method} is not allowed on {request.path} (allowed: {exc.headers.get('Allow', '')})"
+    else:
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k == "Allow"})
 
 
 def _token(request: web.Request) -> str | None:
@@ -82,35 +105,50 @@ def _check_token(request: web.Request, expected: str, what: str, how: str = BEAR
     given = _token(request)
     if given is None:
         raise AuthError(f"{what} needs a token: {how}")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # bytes, not str: compare_digest refuses non-ASCII strings, and a header may carry any byte
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
         raise AuthError(f"The token given for {what} is not valid", forbidden=True)
 
 
-async def _read_image(request: web.Request, max_bytes: int) -> bytes:
+async def _read_image(request: web.Request, max_bytes: int, timeout_s: float) -> bytes:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLargeError(
             f"Frame of {request.content_length} bytes is over server.max_body_bytes ({max_bytes} bytes)"
         )
     ctype = request.content_type
+    if ctype not in IMAGE_TYPES and ctype != "multipart/form-data":
+        raise UnsupportedMediaError(
+            f"Content-Type '{ctype}' is not supported: "
+            "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
+        )
     try:
-        if ctype in IMAGE_TYPES:
-            return await request.read()
-        if ctype == "multipart/form-data":
-            reader = await request.multipart()
-            async for part in reader:
-                if getattr(part, "name", None) == "frame":
-                    return bytes(await part.read())
-            raise BadImageError("multipart/form-data body has no field named 'frame'")
+        async with asyncio.timeout(timeout_s):
+            if ctype in IMAGE_TYPES:
+                return await request.read()
+            return await _multipart_frame(request)
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)") from None
-    raise UnsupportedMediaError(
-        f"Content-Type '{ctype}' is not supported: "
-        "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
-    )
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"The frame body did not arrive within server.body_timeout_s ({timeout_s} s)"
+        ) from None
+
+
+async def _multipart_frame(request: web.Request) -> bytes:
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:  # no or a broken boundary
+        raise BadImageError(f"The multipart/form-data body cannot be parsed: {exc}") from None
+    async for part in reader:
+        if getattr(part, "name", None) == "frame":
+            return bytes(await part.read())
+    raise BadImageError("multipart/form-data body has no field named 'frame'")
 
 
 async def post_frame(request: web.Request) -> web.Response:
+    """HTTP -> admission -> decode -> slots -> ... (recognizer) -> result -> stats; each refusal fast and in JSON."""
     service: Service = request.app[SERVICE]
+    server = service.config.server
     camera_id = request.match_info["camera"]
     try:
         check_camera_id(camera_id)
@@ -121,18 +159,15 @@ async def post_frame(request: web.Request) -> web.Response:
         raise ModelError(f"Not ready: {service.model_error}")
     camera = recognizer.camera(camera_id)  # 404 before reading a body we would not use
     _check_token(request, camera.token, f"camera '{camera_id}'")
-    if service.pending_frames >= service.config.server.max_pending_frames:
-        n = service.pending_frames
-        raise OverloadedError(f"{n} frame{'s are' if n != 1 else ' is'} already being processed; retry shortly")
-    service.pending_frames += 1
-    try:
-        t0 = time.perf_counter()
-        image = await _read_image(request, service.config.server.max_body_bytes)
-        if service.recorder is not None:
-            await _record(service, camera_id, image, request.content_type)
-        result = await recognizer.recognize(camera_id, image)
-    finally:
-        service.pending_frames -= 1
+    t0 = time.perf_counter()
+    with service.admission.reading_body():
+        image = await _read_image(request, server.max_body_bytes, server.body_timeout_s)
+    header = read_header(image)  # the format and size from the header alone: bombs stop here
+    check_size(header, camera, server.max_frame_pixels)
+    with service.admission.frame(camera.slot_count):
+        result = await recognizer.recognize(camera_id, image, header)
+    if service.recorder is not None:  # only frames that decoded are recorded
+        await _record(service, camera_id, image, header.content_type)
     service.record(result)
     return web.json_response(
         {
@@ -172,7 +207,8 @@ def stats_payload(service: Service) -> dict:
         confirmations=recognizer.confirmations if recognizer else 0,
     )
     payload["queue_depth"] = recognizer.queue_depth if recognizer else 0
-    payload["frames_in_flight"] = service.pending_frames
+    payload["frames_in_flight"] = service.admission.frames
+    payload["bodies_reading"] = service.admission.reading
     if recognizer:
         payload["model"] = {
             "name": recognizer.model.name,

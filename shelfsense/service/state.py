@@ -10,6 +10,7 @@ from aiohttp import web
 from shelfsense.config import Config
 from shelfsense.footage.writer import RecordingWriter
 from shelfsense.recognition.recognizer import FrameResult, Recognizer
+from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor, DeviceReading
 from shelfsense.service.metrics import Metrics
 from shelfsense.service.stats import Stats
@@ -21,12 +22,12 @@ class Service:
     stats: Stats
     metrics: Metrics
     monitor: DeviceMonitor
+    admission: Admission
     recognizer: Recognizer | None = None
     model_error: str | None = "model not loaded yet"
     device: DeviceReading | None = None
     recorder: RecordingWriter | None = None
     record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
-    pending_frames: int = 0
     frame_numbers: dict[str, int] = field(default_factory=dict)
 
     def record(self, result: FrameResult) -> None:
