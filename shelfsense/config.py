@@ -73,10 +73,10 @@ class ServerConfig:
     max_pending_frames: int = 32  # frames admitted and being recognised at once; more answer 503
     # Admission and slow clients (docs/reliability.md): every limit answers fast with JSON, never by stalling.
     max_frame_pixels: int = 3840 * 2160  # 4K; larger frames are refused from their header, before decoding
-    max_reading_bodies: int = 16  # request bodies being received at once; more answer 503 (bounds body memory)
+    max_body_buffer_bytes: int = 64 * 1024 * 1024  # 64 MiB of bodies being received, all clients; over it 503
     body_timeout_s: float = 10.0  # a frame body must arrive within this; slower answers 408
-    header_timeout_s: float = 10.0  # a request's headers must arrive within this of connecting or of the last answer
-    keepalive_timeout_s: float = 15.0  # an idle kept-alive connection is closed after this
+    # A connection waiting for its next request's headers (new, idle, or sending them slowly) is closed after this.
+    keepalive_timeout_s: float = 15.0
     max_connections: int = 256  # open connections; more are refused at once (capped below the descriptor limit)
     max_cameras: int = 64  # cameras tracked with allow_unknown_cameras (stats, metrics); least recent forgotten
 
@@ -340,8 +340,13 @@ def _validate(c: Config) -> None:
     check(c.server.stats_window_s > 0, "server.stats_window_s", "> 0", c.server.stats_window_s)
     check(c.server.max_pending_frames >= 1, "server.max_pending_frames", ">= 1", c.server.max_pending_frames)
     check(c.server.max_frame_pixels >= 1, "server.max_frame_pixels", ">= 1", c.server.max_frame_pixels)
-    check(c.server.max_reading_bodies >= 1, "server.max_reading_bodies", ">= 1", c.server.max_reading_bodies)
-    for key in ("body_timeout_s", "header_timeout_s", "keepalive_timeout_s"):
+    check(
+        c.server.max_body_buffer_bytes >= c.server.max_body_bytes,
+        "server.max_body_buffer_bytes",
+        ">= server.max_body_bytes",
+        c.server.max_body_buffer_bytes,
+    )
+    for key in ("body_timeout_s", "keepalive_timeout_s"):
         check(getattr(c.server, key) > 0, f"server.{key}", "> 0", getattr(c.server, key))
     check(c.server.max_connections >= 2, "server.max_connections", ">= 2", c.server.max_connections)
     check(c.server.max_cameras >= 1, "server.max_cameras", ">= 1", c.server.max_cameras)

@@ -16,11 +16,9 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from aiohttp import web
-
     from shelfsense.config import load_config
     from shelfsense.service.app import create_app
-    from shelfsense.service.handlers import RedactingAccessLogger
+    from shelfsense.service.server import run_until
 
     config = load_config(args.config or os.environ.get("SHELFSENSE_CONFIG") or None)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -29,36 +27,25 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = config.server.host, config.server.port
     log = logging.getLogger(__name__)
     log.info("config %s; starting on http://%s:%d/", config.source, host, port)
-    # run_app answers in-flight requests on SIGTERM/SIGINT, then runs cleanup (the disk cache closes cleanly).
-    # Its own handlers raise on every signal, and a second one (`timeout` signals the process and its group)
-    # broke off that cleanup with a traceback: ours start the shutdown once and ignore the repeats.
+    # A stop signal answers the requests in flight, then runs cleanup (the disk cache closes cleanly); a repeated
+    # one (`timeout` signals the process and its group) must not break off that cleanup.
     loop = asyncio.new_event_loop()
-    stopping = False
+    stop = asyncio.Event()
 
-    def stop() -> None:
-        nonlocal stopping
-        if stopping:
+    def on_signal() -> None:
+        if stop.is_set():
             log.info("already stopping: finishing in-flight requests, then closing the cache")
-            return
-        stopping = True
-        raise web.GracefulExit()
+        stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        web.run_app(
-            create_app(config),
-            host=host,
-            port=port,
-            shutdown_timeout=10,
-            print=None,
-            loop=loop,
-            handle_signals=False,
-            access_log_class=RedactingAccessLogger,
-        )
+        loop.run_until_complete(run_until(create_app(config), config, stop))
     except OSError as exc:  # the address is taken, not on this machine, not resolvable, a privileged port...
         log.debug("serving on %s:%d failed", host, port, exc_info=True)
         raise ConfigError(f"Cannot serve on {host}:{port} (server.host, server.port): {exc.strerror or exc}") from None
+    finally:
+        loop.close()
     return 0
 
 

@@ -1,8 +1,9 @@
 """Admission: the budgets a frame must fit before the service spends memory or CPU on it.
 
 Two budgets, both answered at once with 503 and Retry-After, never by queueing:
-- bodies being received (`server.max_reading_bodies`): a slow client holds a reading place, never a frame's,
-  so clients trickling bodies cannot lock cameras out, and body memory is bounded by places x max_body_bytes;
+- bytes of bodies being received (`server.max_body_buffer_bytes`, all clients together): a client trickling a
+  body holds only the few bytes it sent, never a frame place or a connection count that cameras need, so slow
+  clients cannot lock cameras out, and body memory stays bounded whatever the number of connections;
 - frames being recognised (`server.max_pending_frames`) together with their slots: a frame is admitted only if
   every one of its slots can be inferred without overflowing the inference queue, so an admitted frame completes
   instead of failing half-way with 503 after it was decoded and partly inferred.
@@ -21,24 +22,25 @@ __all__ = ["Admission"]
 
 class Admission:
     def __init__(self, config: Config) -> None:
-        self.max_reading = config.server.max_reading_bodies
+        self.max_body_buffer = config.server.max_body_buffer_bytes
         self.max_frames = config.server.max_pending_frames
         # Background confirmations start only while fewer than `threads` inferences are pending, so at most that
         # many can sit in the queue beside admitted slots: keep their room free.
         self.max_slots = max(1, config.model.queue_size - config.model.threads)
-        self.reading = 0
+        self.body_bytes = 0  # received so far by bodies still being read
         self.frames = 0
         self.slots = 0
 
-    @contextmanager
-    def reading_body(self) -> Iterator[None]:
-        if self.reading >= self.max_reading:
-            raise OverloadedError(f"{self.reading} frame bodies are being received already; retry shortly")
-        self.reading += 1
-        try:
-            yield
-        finally:
-            self.reading -= 1
+    def take_body_bytes(self, n: int) -> None:
+        """Account `n` more received body bytes; OverloadedError when the shared body buffer is full."""
+        if self.body_bytes + n > self.max_body_buffer:
+            raise OverloadedError(
+                f"Frame bodies being received fill server.max_body_buffer_bytes ({self.max_body_buffer}); retry shortly"
+            )
+        self.body_bytes += n
+
+    def give_body_bytes(self, n: int) -> None:
+        self.body_bytes -= n
 
     @contextmanager
     def frame(self, slots: int) -> Iterator[None]:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
-from shelfsense.config import check_camera_id
+from shelfsense.config import ServerConfig, check_camera_id
 from shelfsense.errors import (
     AuthError,
     BadImageError,
@@ -31,6 +33,7 @@ from shelfsense.errors import (
 )
 from shelfsense.recognition.decode import check_size, read_header
 from shelfsense.recognition.recognizer import CacheStatus
+from shelfsense.service.admission import Admission
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.state import SERVICE, Service
 
@@ -110,7 +113,8 @@ def _check_token(request: web.Request, expected: str, what: str, how: str = BEAR
         raise AuthError(f"The token given for {what} is not valid", forbidden=True)
 
 
-async def _read_image(request: web.Request, max_bytes: int, timeout_s: float) -> bytes:
+async def _read_image(request: web.Request, server: ServerConfig, admission: Admission) -> bytes:
+    max_bytes = server.max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLargeError(
             f"Frame of {request.content_length} bytes is over server.max_body_bytes ({max_bytes} bytes)"
@@ -121,28 +125,50 @@ async def _read_image(request: web.Request, max_bytes: int, timeout_s: float) ->
             f"Content-Type '{ctype}' is not supported: "
             "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
         )
+    body = bytearray()
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(server.body_timeout_s):
             if ctype in IMAGE_TYPES:
-                return await request.read()
-            return await _multipart_frame(request)
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)") from None
+                await _receive(request.content, body, max_bytes, admission)
+                return bytes(body)
+            return await _multipart_frame(request, body, max_bytes, admission)
     except TimeoutError:
-        raise RequestTimeoutError(
-            f"The frame body did not arrive within server.body_timeout_s ({timeout_s} s)"
-        ) from None
+        detail = f"The frame body did not arrive within server.body_timeout_s ({server.body_timeout_s} s)"
+        raise RequestTimeoutError(detail) from None
+    finally:
+        admission.give_body_bytes(len(body))
 
 
-async def _multipart_frame(request: web.Request) -> bytes:
+async def _receive(stream: Any, body: bytearray, max_bytes: int, admission: Admission) -> None:
+    """Append `stream` to `body` as it arrives, each chunk accounted against the shared body buffer first."""
+    while chunk := await stream.readany():
+        admission.take_body_bytes(len(chunk))
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)")
+
+
+async def _multipart_frame(request: web.Request, body: bytearray, max_bytes: int, admission: Admission) -> bytes:
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError) as exc:  # no or a broken boundary
         raise BadImageError(f"The multipart/form-data body cannot be parsed: {exc}") from None
     async for part in reader:
         if getattr(part, "name", None) == "frame":
-            return bytes(await part.read())
+            await _receive(_PartStream(part), body, max_bytes, admission)
+            return bytes(body)
+        await part.release()
     raise BadImageError("multipart/form-data body has no field named 'frame'")
+
+
+class _PartStream:
+    """A multipart body part read like a request stream (readany)."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = part
+
+    async def readany(self) -> bytes:
+        return bytes(await self.part.read_chunk())
 
 
 async def post_frame(request: web.Request) -> web.Response:
@@ -160,8 +186,7 @@ async def post_frame(request: web.Request) -> web.Response:
     camera = recognizer.camera(camera_id)  # 404 before reading a body we would not use
     _check_token(request, camera.token, f"camera '{camera_id}'")
     t0 = time.perf_counter()
-    with service.admission.reading_body():
-        image = await _read_image(request, server.max_body_bytes, server.body_timeout_s)
+    image = await _read_image(request, server, service.admission)
     header = read_header(image)  # the format and size from the header alone: bombs stop here
     check_size(header, camera, server.max_frame_pixels)
     with service.admission.frame(camera.slot_count):
@@ -208,7 +233,7 @@ def stats_payload(service: Service) -> dict:
     )
     payload["queue_depth"] = recognizer.queue_depth if recognizer else 0
     payload["frames_in_flight"] = service.admission.frames
-    payload["bodies_reading"] = service.admission.reading
+    payload["body_bytes_receiving"] = service.admission.body_bytes
     if recognizer:
         payload["model"] = {
             "name": recognizer.model.name,
@@ -273,6 +298,15 @@ def redact_token(url: str | URL) -> str:
     if TOKEN_PARAM not in url.query:
         return str(url)
     return str(url.with_query([(k, "redacted" if k == TOKEN_PARAM else v) for k, v in url.query.items()]))
+
+
+_TOKEN_IN_TEXT = re.compile(rf"({TOKEN_PARAM}=)[^&\s'\"]*", re.IGNORECASE)
+_BEARER_IN_TEXT = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Free text (an exception's message quoting a raw request line, say) without token values."""
+    return _BEARER_IN_TEXT.sub(r"\1redacted", _TOKEN_IN_TEXT.sub(r"\1redacted", text))
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
