@@ -29,11 +29,27 @@ class Service:
     recorder: RecordingWriter | None = None
     record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
     frame_numbers: dict[str, int] = field(default_factory=dict)
+    unknown_cameras: dict[str, None] = field(default_factory=dict)  # least recently seen first
 
     def record(self, result: FrameResult) -> None:
         """One observer of answered frames: the JSON stats and the Prometheus metrics never drift apart."""
+        self._track(result.camera)
         self.stats.record(result)
         self.metrics.record(result)
+
+    def _track(self, camera: str) -> None:
+        """Unconfigured cameras (allow_unknown_cameras) are remembered up to server.max_cameras, least recent
+        forgotten first: any client can invent ids, and each would grow the stats and the Prometheus series."""
+        if camera in self.config.cameras:
+            return
+        self.unknown_cameras.pop(camera, None)
+        self.unknown_cameras[camera] = None
+        while len(self.unknown_cameras) > self.config.server.max_cameras:
+            gone = next(iter(self.unknown_cameras))
+            del self.unknown_cameras[gone]
+            self.stats.forget(gone)
+            self.metrics.forget(gone)
+            self.frame_numbers.pop(gone, None)
 
     def record_error(self, code: str) -> None:
         self.stats.record_error(code)
