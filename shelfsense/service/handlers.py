@@ -35,6 +35,7 @@ from shelfsense.recognition.decode import check_size, read_header
 from shelfsense.recognition.recognizer import CacheStatus
 from shelfsense.service.admission import Admission
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from shelfsense.service.openapi import openapi
 from shelfsense.service.state import SERVICE, Service
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,10 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.Response(body=page, content_type="text/html", charset="utf-8")
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi())
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -344,3 +349,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", dashboard)
+    app.router.add_get("/openapi.json", openapi_json)
