@@ -21,7 +21,8 @@ from pathlib import Path
 
 from shelfsense.client import FramePoster, slot_tier
 from shelfsense.config import check_camera_id
-from shelfsense.tools.capture import FrameSource, SourceError
+from shelfsense.errors import SourceError
+from shelfsense.tools.capture import FrameSource
 from shelfsense.types import percentiles
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from shelfsense.errors import SourceError
 from shelfsense.footage import Footage, open_footage, video_frames
 from shelfsense.tools.jpeg import encode_jpeg
 
-__all__ = ["FrameSource", "Source", "SourceError", "open_capture", "parse_source", "sample_frames"]
+__all__ = ["FrameSource", "Source", "open_capture", "parse_source", "sample_frames"]
 
 # Streams name their protocol; anything else is a device or a file.
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
