@@ -145,10 +145,16 @@ def report(kind: str, frames: list[bytes], rows: list[dict], args: argparse.Name
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The bench scripts' parser: their docstring as help, and the model (the shared MobileNetV2 by default)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
     ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    return ap
+
+
+def main() -> None:
+    ap = parser(__doc__)
     ap.add_argument("--shelves", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)

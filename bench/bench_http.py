@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
-from bench_cache import SHARED, footage  # the script beside this one (its folder is on sys.path)
+from bench_cache import footage, parser  # the script beside this one (its folder is on sys.path)
 
 from shelfsense.client import FramePoster
 from shelfsense.types import percentiles
@@ -193,9 +193,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
-    ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    ap = parser(__doc__)
     ap.add_argument("--cameras", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--step-seconds", type=float, default=5.0)
