@@ -23,7 +23,10 @@ import aiohttp
 
 from shelfsense.types import Tier
 
-__all__ = ["Answer", "FramePoster", "auth_headers", "check_server_url", "slot_tier"]
+__all__ = ["CONNECTION_FAILURES", "Answer", "FramePoster", "auth_headers", "check_server_url", "slot_tier"]
+
+# The failures a server restart or a network blip causes (`client` is not one of them).
+CONNECTION_FAILURES = frozenset({"connect", "disconnected", "timeout"})
 
 
 def check_server_url(url: str) -> str:

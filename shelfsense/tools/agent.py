@@ -19,16 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shelfsense.client import FramePoster, slot_tier
+from shelfsense.client import CONNECTION_FAILURES, FramePoster, slot_tier
 from shelfsense.config import check_camera_id
 from shelfsense.errors import SourceError
 from shelfsense.tools.capture import FrameSource
 from shelfsense.types import percentiles
 
+__all__ = ["AgentStats", "CameraAgent", "Grabbed", "LatestFrame", "run_agent"]
+
 log = logging.getLogger(__name__)
 
-# Errors a restart or a network blip causes; after one of them a success counts as a reconnect.
-CONNECTION_KINDS = frozenset({"connect", "disconnected", "timeout"})
 # HTTP statuses that mean "try again later"; any other 4xx will not get better by resending the frame.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -132,7 +132,6 @@ class CameraAgent:
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
-        self.timeout_s = timeout_s
         self.summary_s = summary_s
         self.rng = rng or random.Random()
         self.stats = AgentStats()
@@ -279,7 +278,8 @@ class CameraAgent:
                     failures = 0  # the server is up and answered: the frame or the configuration is the problem
                     break
                 failures += 1
-                link_down = link_down or kind in CONNECTION_KINDS
+                # After a restart or a network blip, the next answer counts as a reconnect.
+                link_down = link_down or kind in CONNECTION_FAILURES
                 if attempts > self.max_retries:
                     self._settle(ok=False)
                     break
