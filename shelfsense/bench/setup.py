@@ -11,12 +11,10 @@ from shelfsense.config import CameraConfig, Config, load_config, parse_config, s
 from shelfsense.errors import BadImageError, ConfigError
 from shelfsense.footage import Footage, TruthRow, open_footage, read_truth
 from shelfsense.recognition.decode import decode_frame
+from shelfsense.synth.layout import CAMERA_TOML, TRUTH_NAME  # what synth (or the user) leaves beside footage
 from shelfsense.types import Box
 
-__all__ = ["CAMERA_TOML", "TRUTH_NAME", "Setup", "resolve_setup"]
-
-CAMERA_TOML = "camera.toml"
-TRUTH_NAME = "truth.jsonl"
+__all__ = ["TRUTH_NAME", "Setup", "resolve_setup"]
 
 Truth = dict[int, tuple[str | None, ...]]  # Frame.index -> label per slot (None: no product to see)
 
