@@ -175,9 +175,15 @@ class FrameSource:
         cap = open_capture(self.capture)
         try:
             for t, image in sample_frames(cap, self.capture, fps=self.fps):
-                yield t, encode_jpeg(image, self.jpeg_quality), "image/jpeg"
+                yield t, self._encode(image), "image/jpeg"
         finally:
             cap.release()
+
+    def _encode(self, image: Any) -> bytes:
+        try:
+            return encode_jpeg(image, self.jpeg_quality)
+        except ValueError as exc:  # a source fault like any other: the agent reopens it
+            raise SourceError(f"capture source {self.capture}: {exc}") from None
 
     def close(self) -> None:
         if self.footage is not None:
