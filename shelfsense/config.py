@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import tomllib
 import types
@@ -24,29 +23,8 @@ from typing import Any
 import numpy as np
 
 from shelfsense.errors import ConfigError
+from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
 from shelfsense.types import Box
-
-_PACKAGE = Path(__file__).resolve().parent
-_CHECKOUT = _PACKAGE.parent
-# A checkout (the editable install) keeps config.toml and models/ at its top, the layout the project promises its
-# users; a wheel carries the same files as package data in shelfsense/bundle/ (pyproject.toml maps them there).
-IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "config.toml").is_file()
-BUNDLE_DIR = _CHECKOUT if IN_CHECKOUT else _PACKAGE / "bundle"
-BUNDLED_CONFIG = BUNDLE_DIR / "config.toml"
-BUNDLED_MODEL = BUNDLE_DIR / "models" / "grocery_int8.tflite"
-_STATE = {"state": True}  # field metadata: a writable path, kept out of site-packages
-
-
-def state_dir() -> Path:
-    """Where writable state goes by default: the checkout itself, or for an installed wheel $STATE_DIRECTORY
-    (systemd's StateDirectory=), else $XDG_STATE_HOME/shelfsense (~/.local/state/shelfsense)."""
-    if IN_CHECKOUT:
-        return _CHECKOUT
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "shelfsense"
-
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
 # a recording, so they must not be able to escape it.
@@ -102,7 +80,7 @@ class CacheConfig:
     confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
-    disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=_STATE)
+    disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
 
 
@@ -116,7 +94,7 @@ class TelemetryConfig:
 @dataclass(frozen=True, kw_only=True)
 class RecordConfig:
     enabled: bool = False
-    folder: Path = field(default_factory=lambda: state_dir() / "recordings", metadata=_STATE)
+    folder: Path = field(default_factory=lambda: state_dir() / "recordings", metadata=STATE_FIELD)
     cameras: tuple[str, ...] = ()  # empty: every camera
     max_bytes: int = 1024 * 1024 * 1024  # 1 GiB, oldest segments deleted beyond it
 

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "shelfsense"
 
 # Lowest first. A module may import its own layer or any layer below it, never one above (docs/architecture.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("shelfsense", "shelfsense.errors", "shelfsense.types", "shelfsense.config"),
+    ("shelfsense", "shelfsense.errors", "shelfsense.types", "shelfsense.locations", "shelfsense.config"),
     ("shelfsense.recognition", "shelfsense.footage"),
     ("shelfsense.service",),
     (

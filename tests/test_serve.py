@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_MODELS, jpeg, tile
 
-from shelfsense.config import BUNDLED_MODEL
+from shelfsense.locations import BUNDLED_MODEL
 
 
 def _port() -> int:

@@ -69,15 +69,20 @@ class Server:
             f'[telemetry]\nsysfs_root = "{tmp / "none"}"\nvcgencmd = "{tmp / "none"}"\n' + cameras
         )
         self.proc: subprocess.Popen | None = None
+        self.starts = 0
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shelfsense.cli", "serve", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log = self.config.with_suffix(f".{self.starts}.log")
+        self.starts += 1
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shelfsense.cli", "serve", "--config", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
+            for _ in range(900):  # a loaded 2-core machine can take a while to import and load the model
+                assert self.proc.poll() is None, self.log.read_text()
                 try:
                     async with session.get(self.url + "/readyz") as r:
                         if r.status == 200:
@@ -85,7 +90,7 @@ class Server:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        raise AssertionError("the server never became ready")
+        raise AssertionError(f"the server never became ready: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         assert self.proc is not None
