@@ -24,6 +24,7 @@ import numpy as np
 
 from shelfsense.errors import ConfigError
 from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
+from shelfsense.thermalconfig import ThermalConfig, validate_thermal
 from shelfsense.types import Box
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
@@ -130,6 +131,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)  # thermalconfig.py
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -155,6 +157,7 @@ _SECTIONS = {
     "cache": CacheConfig,
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
+    "thermal": ThermalConfig,
 }
 # The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
 HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
@@ -348,6 +351,7 @@ def _validate(c: Config) -> None:
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
+    validate_thermal(c, check)
     check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
 

@@ -132,6 +132,8 @@ class Recognizer:
         self._confirming: dict[PerceptualKey, asyncio.Task] = {}
         self.confirmations = 0  # background inferences averaged into cached answers
         self.confirm_failures = 0
+        # Set by the service while the device runs hot (service/thermal.py): no new background confirmations.
+        self.background_paused = False
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
 
@@ -293,7 +295,8 @@ class Recognizer:
         workers only, so it never delays a miss.
         """
         if (
-            hit.inferences >= self.config.cache.confirm_inferences
+            self.background_paused
+            or hit.inferences >= self.config.cache.confirm_inferences
             or hit.hits < 4**hit.inferences
             or hit.key in self._confirming
             or self.pool.pending >= self.pool.threads

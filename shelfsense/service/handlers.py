@@ -37,6 +37,7 @@ from shelfsense.service.admission import Admission
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.openapi import openapi
 from shelfsense.service.state import SERVICE, Service
+from shelfsense.service.thermal import NEXT_FRAME_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,8 @@ async def post_frame(request: web.Request) -> web.Response:
     if service.recorder is not None:  # only frames that decoded are recorded
         await _record(service, camera_id, image, header.content_type)
     service.record(result)
+    # Thermal step 3 asks cameras to slow down (service/thermal.py); 0 means "send as you like".
+    wait_ms = service.thermal.next_frame_after_ms
     return web.json_response(
         {
             "camera": camera_id,
@@ -204,7 +207,9 @@ async def post_frame(request: web.Request) -> web.Response:
             "size": [result.width, result.height],
             "timing_ms": result.timings(),
             "slots": [s.as_dict() for s in result.slots],
-        }
+            "next_frame_after_ms": wait_ms,
+        },
+        headers={NEXT_FRAME_HEADER: str(wait_ms)} if wait_ms else None,
     )
 
 
@@ -246,6 +251,7 @@ def stats_payload(service: Service) -> dict:
     else:
         payload["model"] = {"name": None, "sha256": None, "runtime": None, "error": service.model_error}
     payload["device"] = service.device.as_dict() if service.device else None
+    payload["thermal"] = service.thermal.status().as_dict()
     return payload
 
 

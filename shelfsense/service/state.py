@@ -14,6 +14,7 @@ from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor, DeviceReading
 from shelfsense.service.metrics import Metrics
 from shelfsense.service.stats import Stats
+from shelfsense.service.thermal import ThermalController
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Service:
     metrics: Metrics
     monitor: DeviceMonitor
     admission: Admission
+    thermal: ThermalController  # the step of thermal-aware operation, fed by the telemetry reader
     recognizer: Recognizer | None = None
     model_error: str | None = "model not loaded yet"
     device: DeviceReading | None = None
