@@ -5,6 +5,9 @@ slot; the sender takes whatever is newest and POSTs it. A slow or absent server 
 frames (counted as dropped), never memory: at most one frame waits, one is in flight. Failed posts are
 retried with capped exponential backoff plus jitter; while backing off, a newer frame replaces the one
 held, because a shelf camera's old picture is worth nothing once a newer one exists.
+
+A server running hot asks for fewer frames (next_frame_after_ms, tools/pacing.py): the sender waits that long
+after the answer, while newer frames replace each other in the slot (dropped), so what it sends is still the newest.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from shelfsense.client import CONNECTION_FAILURES, FramePoster, slot_tier
 from shelfsense.config import check_camera_id
 from shelfsense.errors import SourceError
 from shelfsense.tools.capture import FrameSource
+from shelfsense.tools.pacing import ServerPace
 from shelfsense.types import percentiles
 
 __all__ = ["AgentStats", "CameraAgent", "Grabbed", "LatestFrame", "run_agent"]
@@ -46,6 +51,7 @@ class AgentStats:
     attempts: POSTs made; retries: POSTs made after a failed one. errors: failed POSTs by kind (connect,
     disconnected, timeout, http_<status>). reconnects: answers right after connection-level failures.
     max_waiting: most frames ever waiting in the slot (1 by design).
+    paced: posts held back for the server's next_frame_after_ms; paced_s: seconds spent waiting so.
     """
 
     grabbed: int = 0
@@ -61,6 +67,8 @@ class AgentStats:
     max_waiting: int = 0
     max_attempts_per_frame: int = 0
     backoff_s: float = 0.0  # the last backoff delay chosen
+    paced: int = 0
+    paced_s: float = 0.0
     latency_ms: list[float] = field(default_factory=list, repr=False)  # since the last summary only
 
     def line(self) -> str:
@@ -68,6 +76,7 @@ class AgentStats:
         return (
             f"{self.grabbed} grabbed, {self.sent} sent, {self.ok} ok, {self.failed} failed, {self.dropped} dropped, "
             f"{self.retries} retries, {self.reconnects} reconnects; errors: {errors}"
+            + (f"; paced {self.paced} times for the server ({self.paced_s:.1f} s)" if self.paced else "")
         )
 
 
@@ -138,6 +147,7 @@ class CameraAgent:
         self.slot = LatestFrame(self.stats)
         self._grabber_done = asyncio.Event()
         self._warned: set[str] = set()
+        self.pace = ServerPace(camera, time.monotonic)  # the server's next_frame_after_ms
 
     def backoff(self, failures: int, retry_after: float | None = None) -> float:
         """Exponential in consecutive failures, capped, with jitter so restarted servers are not stampeded."""
@@ -208,7 +218,12 @@ class CameraAgent:
             self._grabber_done.set()
 
     async def _next_frame(self, stop: asyncio.Event) -> Grabbed | None:
-        """The newest frame, or None when stopped or when the source has ended and nothing is left."""
+        """The newest frame, no sooner than the server asked; None when stopped or the source ended with none left."""
+        if (delay := self.pace.delay()) > 0:
+            self.stats.paced += 1
+            self.stats.paced_s += delay
+            if await _wait(stop, delay):
+                return None
         if len(self.slot):
             return self.slot.take_nowait()
         waits = [asyncio.ensure_future(w) for w in (self.slot.take(), stop.wait(), self._grabber_done.wait())]
@@ -291,6 +306,7 @@ class CameraAgent:
             log.debug("camera %s frame %d: %s (%s)", self.camera, frame.number, answer.failure, answer.exception)
             return answer.failure, None
         if answer.status == 200:
+            self.pace.obey(answer.next_frame_after_ms)
             self.stats.latency_ms.append(answer.ms)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
