@@ -29,7 +29,7 @@ class ThermalConfig:
     hold_s: float = 30.0  # and only after this long at the current step: one step back per hold
     reduced_threads: int = 1  # inference worker threads from step 2 (of model.threads)
     frame_interval_ms: int = 2000  # from step 3: next_frame_after_ms on every frame answer
-    # Steps forced by `vcgencmd get_throttled` while a flag is set now (0: the flag only shows in the reasons).
+    # Steps asked for while a `vcgencmd get_throttled` flag is set now (0: left to /v1/stats device.throttled).
     throttled_step: int = 3  # frequency capped (0x2), throttled (0x4) or soft temperature limit (0x8)
     under_voltage_step: int = 2  # under-voltage (0x1): less load draws less current
 

@@ -7,8 +7,10 @@ Run with -s to see the step-down trace the service test prints.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -156,6 +158,13 @@ def test_bad_thermal_config_names_the_key(thermal: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config({"model": {"threads": 2}, "thermal": thermal})
     assert message in str(exc.value)
+
+
+def test_every_thermal_setting_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    section = doc.split("## Thermal steps", 1)[1].split("\n## ", 1)[0]
+    missing = [f.name for f in dataclasses.fields(ThermalConfig) if not re.search(rf"\b{f.name}\b", section)]
+    assert not missing, f"docs/api.md 'Thermal steps' does not mention {missing}"
 
 
 async def test_pool_never_runs_more_inferences_than_active_threads() -> None:
