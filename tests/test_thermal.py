@@ -147,7 +147,7 @@ def test_flag_steps_are_configurable_and_disabled_only_reports() -> None:
     [
         ({"fewer_threads_c": 60.0}, "'thermal.fewer_threads_c' must be >= thermal.pause_background_c"),
         ({"slow_cameras_c": 74.0}, "'thermal.slow_cameras_c' must be >= thermal.fewer_threads_c"),
-        ({"reduced_threads": 3}, "'thermal.reduced_threads' must be 1..model.threads, got 3"),
+        ({"reduced_threads": 0}, "'thermal.reduced_threads' must be 1..64, got 0"),
         ({"hysteresis_c": -1}, "'thermal.hysteresis_c' must be >= 0"),
         ({"frame_interval_ms": 0}, "'thermal.frame_interval_ms' must be 1..600000"),
         ({"throttled_step": 4}, "'thermal.throttled_step' must be 0..3"),
