@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# SHELFSENSE_SHARED names another copy (or none, to see what skips without it)
+SHARED = Path(os.environ.get("SHELFSENSE_SHARED") or ROOT.parent / "shared")
 
 
 def require_shared(*parts: str) -> Path:
