@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from shelfsense.footage.jpeg import encode_jpeg
 from shelfsense.synth.products import Sprites
 from shelfsense.synth.simulation import Arm
-from shelfsense.tools.jpeg import encode_jpeg
 from shelfsense.types import Box
 
 __all__ = ["Camera", "Scene", "draw_arm"]

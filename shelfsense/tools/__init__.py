@@ -6,5 +6,4 @@ agent.py          the camera agent (`shelfsense camera`), posting through shelfs
 replay.py         footage against a server as many cameras (`shelfsense replay`); replay_report.py its figures
 modeltools.py     model inspect, eval and classify
 dataset.py        the one reader of labelled image folders (grocery-store layout or class folders)
-jpeg.py           the one JPEG encoder of the tools
 """

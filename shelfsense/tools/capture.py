@@ -14,7 +14,7 @@ from typing import Any
 
 from shelfsense.errors import SourceError
 from shelfsense.footage import Footage, open_footage, video_frames
-from shelfsense.tools.jpeg import encode_jpeg
+from shelfsense.footage.jpeg import encode_jpeg
 
 __all__ = ["FrameSource", "Source", "open_capture", "parse_source", "sample_frames"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from shelfsense.config import check_camera_id
 from shelfsense.footage import RecordingWriter
+from shelfsense.footage.jpeg import encode_jpeg
 from shelfsense.tools.capture import Source, open_capture, parse_source, sample_frames
-from shelfsense.tools.jpeg import encode_jpeg
 
 
 @dataclass(frozen=True)

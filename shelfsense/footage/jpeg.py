@@ -1,4 +1,4 @@
-"""The one JPEG encoder of the tools: capture, the camera agent, synth and the bench scripts encode through it."""
+"""The one JPEG encoder: video footage, capture, the camera agent, synth and the bench scripts encode through it."""
 
 from __future__ import annotations
 
