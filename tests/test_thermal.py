@@ -359,9 +359,9 @@ async def test_camera_agent_slows_down_when_asked_and_speeds_up_after(tmp_path: 
         await until(lambda: agent.stats.ok >= ok_hot + 6, "frames while slowed down")
         pi.set(50.0)
         await until(lambda: agent.pace.requested_ms == 0, "the agent to hear it may speed up")
-        paced, ok_cool = agent.stats.paced, agent.stats.ok
+        paced, ok_cool = agent.pace.paced, agent.stats.ok
         await until(lambda: agent.stats.ok >= ok_cool + 8, "frames at the camera's own rate again")
-        assert agent.stats.paced == paced  # no more waiting once the answers stopped asking
+        assert agent.pace.paced == paced  # no more waiting once the answers stopped asking
     finally:
         stop.set()
         result = await asyncio.wait_for(task, 30)
@@ -374,7 +374,7 @@ async def test_camera_agent_slows_down_when_asked_and_speeds_up_after(tmp_path: 
     assert result.sent + result.dropped <= result.grabbed <= result.sent + result.dropped + 2
     # Obeyed: after every answer that asked for a wait, the next frame came no sooner (same clock, same process).
     asked = [(prev, nxt) for prev, nxt in zip(requests, requests[1:], strict=False) if prev[3]]
-    assert len(asked) >= 6 and result.paced >= 6
+    assert len(asked) >= 6 and agent.pace.paced >= 6
     assert all(nxt[0] - prev[1] >= prev[3] / 1000 - 0.005 for prev, nxt in asked)
 
     print("\ncamera agent at 25 fps against the fake Pi (50 C, then 85 C, then 50 C; frame_interval_ms 250):")
@@ -382,7 +382,7 @@ async def test_camera_agent_slows_down_when_asked_and_speeds_up_after(tmp_path: 
         span = chunk[-1][0] - chunk[0][0]
         rate = f"{(len(chunk) - 1) / span:5.1f} frames/s" if span > 0 else "    - frames/s"
         print(f"  answers asking to wait {wait_ms:3d} ms: {len(chunk):3d} frames posted, {rate}")
-    print(f"  agent: {result.line()}")
+    print(f"  agent: {result.line()}; waited {agent.pace.paced} times for the server ({agent.pace.paced_s:.1f} s)")
 
 
 def _runs(requests: list[tuple[float, float, int, int]]) -> list[tuple[int, list]]:

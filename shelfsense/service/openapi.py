@@ -67,6 +67,12 @@ _FRAME_RESULT = {
         },
     },
 }
+_FRAME_HEADERS = {
+    NEXT_FRAME_HEADER: {
+        "description": "while the device sheds work (thermal step 3): next_frame_after_ms, repeated",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 _STATS = {
     "type": "object",
     "required": ["uptime_s", "window_s", "cache", "latency_ms", "inference_ms", "frames", "cameras", "errors", "model"],
@@ -154,15 +160,7 @@ def openapi() -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "responses": {
-            "200": _json(_FRAME_RESULT, "the frame's slots with their products")
-            | {
-                "headers": {
-                    NEXT_FRAME_HEADER: {
-                        "description": "while the device sheds work (thermal step 3): next_frame_after_ms, repeated",
-                        "schema": {"type": "integer", "minimum": 1},
-                    }
-                }
-            },
+            "200": {**_json(_FRAME_RESULT, "the frame's slots with their products"), "headers": _FRAME_HEADERS},
             **_errors(400, 401, 403, 404, 405, 408, 413, 415, 500, 503),
         },
     }

@@ -5,9 +5,6 @@ slot; the sender takes whatever is newest and POSTs it. A slow or absent server 
 frames (counted as dropped), never memory: at most one frame waits, one is in flight. Failed posts are
 retried with capped exponential backoff plus jitter; while backing off, a newer frame replaces the one
 held, because a shelf camera's old picture is worth nothing once a newer one exists.
-
-A server running hot asks for fewer frames (next_frame_after_ms, tools/pacing.py): the sender waits that long
-after the answer, while newer frames replace each other in the slot (dropped), so what it sends is still the newest.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,7 +47,6 @@ class AgentStats:
     attempts: POSTs made; retries: POSTs made after a failed one. errors: failed POSTs by kind (connect,
     disconnected, timeout, http_<status>). reconnects: answers right after connection-level failures.
     max_waiting: most frames ever waiting in the slot (1 by design).
-    paced: posts held back for the server's next_frame_after_ms; paced_s: seconds spent waiting so.
     """
 
     grabbed: int = 0
@@ -67,8 +62,6 @@ class AgentStats:
     max_waiting: int = 0
     max_attempts_per_frame: int = 0
     backoff_s: float = 0.0  # the last backoff delay chosen
-    paced: int = 0
-    paced_s: float = 0.0
     latency_ms: list[float] = field(default_factory=list, repr=False)  # since the last summary only
 
     def line(self) -> str:
@@ -76,7 +69,6 @@ class AgentStats:
         return (
             f"{self.grabbed} grabbed, {self.sent} sent, {self.ok} ok, {self.failed} failed, {self.dropped} dropped, "
             f"{self.retries} retries, {self.reconnects} reconnects; errors: {errors}"
-            + (f"; paced {self.paced} times for the server ({self.paced_s:.1f} s)" if self.paced else "")
         )
 
 
@@ -147,7 +139,7 @@ class CameraAgent:
         self.slot = LatestFrame(self.stats)
         self._grabber_done = asyncio.Event()
         self._warned: set[str] = set()
-        self.pace = ServerPace(camera, time.monotonic)  # the server's next_frame_after_ms
+        self.pace = ServerPace(camera)  # a server running hot asks for fewer frames: tools/pacing.py
 
     def backoff(self, failures: int, retry_after: float | None = None) -> float:
         """Exponential in consecutive failures, capped, with jitter so restarted servers are not stampeded."""
@@ -219,11 +211,8 @@ class CameraAgent:
 
     async def _next_frame(self, stop: asyncio.Event) -> Grabbed | None:
         """The newest frame, no sooner than the server asked; None when stopped or the source ended with none left."""
-        if (delay := self.pace.delay()) > 0:
-            self.stats.paced += 1
-            self.stats.paced_s += delay
-            if await _wait(stop, delay):
-                return None
+        if await self.pace.wait(stop):
+            return None
         if len(self.slot):
             return self.slot.take_nowait()
         waits = [asyncio.ensure_future(w) for w in (self.slot.take(), stop.wait(), self._grabber_done.wait())]
