@@ -216,7 +216,7 @@ class ThermalController:
         self.step, self._entered = target, now
         self.changes += 1
         self.recent.append(change)
-        why = "; ".join(f"{code}: {text}" for code, text in change.reasons.items()) or "nothing asks for more"
+        why = "; ".join(f"{code}: {text}" for code, text in change.reasons.items()) or "nothing holds it any more"
         level = logging.WARNING if target > change.from_step else logging.INFO
         log.log(level, "thermal step %s -> %s (%s)", STEPS[change.from_step], STEPS[target], why)
         return change
