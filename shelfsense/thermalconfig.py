@@ -26,7 +26,7 @@ class ThermalConfig:
     fewer_threads_c: float = 75.0  # step 2: inference runs on reduced_threads workers
     slow_cameras_c: float = 80.0  # step 3: frame answers ask cameras to wait frame_interval_ms
     hysteresis_c: float = 5.0  # a step is left only once the temperature is below its threshold minus this
-    hold_s: float = 30.0  # and only after this long at the current step: one step back per hold
+    hold_s: float = 30.0  # and once nothing asked for it this long: one step back per hold
     reduced_threads: int = 1  # inference worker threads from step 2 (capped at model.threads)
     frame_interval_ms: int = 2000  # from step 3: next_frame_after_ms on every frame answer
     # Steps asked for while a `vcgencmd get_throttled` flag is set now (0: left to /v1/stats device.throttled).

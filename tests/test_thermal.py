@@ -54,34 +54,47 @@ def controller(clock: Clock | None = None, **thermal: object) -> ThermalControll
     return ThermalController(ThermalConfig(**thermal), model_threads=2, clock=clock or Clock())
 
 
-def test_steps_up_at_once_and_back_one_per_hold() -> None:
+def test_steps_up_at_once_and_back_one_per_hold_of_calm() -> None:
     clock = Clock()
     c = controller(clock, hold_s=30.0)
-    steps = []
-    for t, celsius in [(0, 50), (1, 72), (2, 83), (10, 60), (32, 60), (40, 60), (62, 60), (92, 60)]:
+    seen = []
+    for t, celsius in [
+        (0, 50),
+        (1, 72),
+        (2, 83),
+        (10, 60),
+        (20, 81),
+        (25, 60),
+        (55, 60),
+        (70, 60),
+        (85, 60),
+        (115, 60),
+    ]:
         clock.now = t
         c.update(reading(celsius))
-        steps.append(STEPS[c.step])
-        if t == 10:
-            assert set(c.reasons) == {"hold"} and "22 s left" in c.reasons["hold"]
+        seen.append((t, STEPS[c.step], sorted(c.reasons)))
+        if t in (10, 25):
+            assert "30 s left" in c.reasons["hold"]
 
-    assert steps == [
-        "normal",
-        "pause_background",
-        "slow_cameras",  # 83 C: straight to step 3
-        "slow_cameras",  # cool, but held for hold_s
-        "fewer_threads",
-        "fewer_threads",  # each step back is held again
-        "pause_background",
-        "normal",
+    assert seen == [
+        (0, "normal", []),
+        (1, "pause_background", ["temperature"]),
+        (2, "slow_cameras", ["temperature"]),  # 83 C: straight to step 3
+        (10, "slow_cameras", ["hold"]),  # cool: the hold starts
+        (20, "slow_cameras", ["temperature"]),  # 81 C asks for step 3 again: the hold restarts
+        (25, "slow_cameras", ["hold"]),
+        (55, "fewer_threads", ["hold"]),  # 30 s of calm: one step back, and the next hold starts
+        (70, "fewer_threads", ["hold"]),
+        (85, "pause_background", ["hold"]),
+        (115, "normal", []),
     ]
-    clock.now = 100
+    clock.now = 120
     status = c.status()
     assert status.seconds_in_step == {
-        "normal": 9.0,
+        "normal": 6.0,
         "pause_background": 31.0,
         "fewer_threads": 30.0,
-        "slow_cameras": 30.0,
+        "slow_cameras": 53.0,
     }
     assert status.changes == 5 and [(ch.from_step, ch.to_step) for ch in status.recent] == [
         (0, 1),

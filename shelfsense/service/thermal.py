@@ -9,9 +9,10 @@
 the SoC temperature against the [thermal] thresholds, and the `vcgencmd get_throttled` flags that are set now
 (frequency capped, throttled, soft temperature limit: thermal.throttled_step; under-voltage:
 thermal.under_voltage_step). The step rises at once to the highest asked for. It falls one step at a time, once
-nothing asks for the current one and the current one was held thermal.hold_s: a temperature keeps the step it
-reached until it is below that step's threshold minus thermal.hysteresis_c, so a Pi hovering around a threshold
-does not flap, and one cooling down takes its work back gradually.
+nothing has asked for the current one for thermal.hold_s, and a temperature keeps asking for the step it reached
+until it is below that step's threshold minus thermal.hysteresis_c: a Pi hovering around a threshold does not flap,
+and one cooling down takes its work back gradually. The hold counts calm time, not time in the step, so a Pi that
+was hot for an hour still waits hold_s after it cooled.
 
 Under-voltage is reported as such (its own reason, `under_voltage: true`, a log line saying to check the supply):
 it is a power problem, and no amount of cooling fixes it.
@@ -120,6 +121,7 @@ class ThermalController:
         self._thresholds = tuple(getattr(config, key) for key in THRESHOLD_KEYS)
         self.step = 0
         self._temperature_step = 0  # the step the temperature holds, with hysteresis, whatever the flags say
+        self._calm_since: float | None = None  # since when nothing has asked for the current step
         self.reasons: dict[str, str] = {}
         self.under_voltage: bool | None = None
         self._seconds = [0.0] * len(STEPS)
@@ -154,14 +156,17 @@ class ThermalController:
         if wanted > self.step:
             target = wanted
         elif wanted < self.step:
-            held = now - self._entered
-            if held >= self.config.hold_s:
-                target = self.step - 1
-            else:
+            self._calm_since = now if self._calm_since is None else self._calm_since
+            calm = now - self._calm_since
+            if calm >= self.config.hold_s:
+                target, calm = self.step - 1, 0.0  # and the next hold starts now
+            if wanted < target and self.config.hold_s > 0:
                 reasons["hold"] = (
-                    f"back to {STEPS[self.step - 1]} once {self.config.hold_s:g} s at {STEPS[self.step]} have passed "
-                    f"({self.config.hold_s - held:.0f} s left)"
+                    f"back to {STEPS[target - 1]} once nothing has asked for {STEPS[target]} for "
+                    f"{self.config.hold_s:g} s ({self.config.hold_s - calm:.0f} s left)"
                 )
+        else:
+            self._calm_since = None
         self.reasons = reasons
         if target == self.step:
             return None
@@ -214,6 +219,8 @@ class ThermalController:
             reasons=dict(self.reasons),
         )
         self.step, self._entered = target, now
+        # A step back starts the next hold at once; a step up waits for calm again.
+        self._calm_since = now if target < change.from_step else None
         self.changes += 1
         self.recent.append(change)
         why = "; ".join(f"{code}: {text}" for code, text in change.reasons.items()) or "nothing holds it any more"
