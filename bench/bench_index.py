@@ -9,9 +9,9 @@ Hasher.key (pHash + colour signature); (2) with --sweep, search P50 for each sub
 measurement behind shelfsense.index._CHUNKS_BY_DISTANCE; (3) at 10k / 100k / 1M keys: bytes a key, lookup
 P50 / P99, recall against a brute-force scan, and build time for HammingIndex, faiss IndexBinaryMultiHash
 (when faiss-cpu is installed; it is not a project dependency) and a plain numpy XOR + bitwise_count scan.
-Queries are timed round-robin (one query on each index in turn), so load from other jobs on the machine hits
-all of them alike; (4) the cost of one-at-a-time changes on a full index. All timings are per call, reported
-as percentiles. `compare()` returns the table's rows, for a CLI to reuse.
+The indexes take turns every 100 queries, so load from other jobs on the machine reaches all of them alike;
+(4) the cost of one-at-a-time changes on a full index. All timings are per call, reported as percentiles.
+`compare()` returns the table's rows, for a CLI to reuse.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -28,7 +31,6 @@ from pathlib import Path
 import cv2
 import imagehash
 import numpy as np
-import psutil
 from PIL import Image
 from tqdm import tqdm
 
@@ -203,14 +205,11 @@ def faiss_multihash(radius: int, nhash: int, bits: int, nflip: int) -> Contender
     state: dict = {}
 
     def build(keys: np.ndarray) -> None:
-        # faiss allocates in C++, out of tracemalloc's sight: its bytes are the process RSS growth.
-        gc.collect()
-        before = psutil.Process().memory_info().rss
         faiss.omp_set_num_threads(1)  # one query at a time, like ours: no OpenMP hand-offs in the timings
         index = faiss.IndexBinaryMultiHash(64, nhash, bits)
         index.nflip = nflip
         index.add(keys.view(np.uint8).reshape(-1, 8))
-        state["index"], state["bytes"] = index, psutil.Process().memory_info().rss - before
+        state["index"], state["keys"] = index, keys
 
     def query(q: int) -> list[tuple[int, int]]:
         # range_search keeps distances strictly below its radius.
@@ -219,8 +218,35 @@ def faiss_multihash(radius: int, nhash: int, bits: int, nflip: int) -> Contender
 
     exact = " (exact: pigeonhole)" if nhash * bits == 64 and nflip >= radius // nhash else ""
     return Contender(
-        f"faiss IndexBinaryMultiHash {nhash}x{bits} bits, nflip {nflip}{exact}", build, query, lambda: state["bytes"]
+        f"faiss IndexBinaryMultiHash {nhash}x{bits} bits, nflip {nflip}{exact}",
+        build,
+        query,
+        lambda: faiss_bytes(state["keys"], nhash, bits),
     )
+
+
+FAISS_BYTES = """
+import sys, faiss, numpy as np, psutil
+keys = np.load(sys.argv[1])
+before = psutil.Process().memory_info().rss
+index = faiss.IndexBinaryMultiHash(64, int(sys.argv[2]), int(sys.argv[3]))
+index.add(keys.view(np.uint8).reshape(-1, 8))
+print(psutil.Process().memory_info().rss - before)
+"""
+
+
+def faiss_bytes(keys: np.ndarray, nhash: int, bits: int) -> int:
+    """RSS growth of a fresh process building the index: faiss allocates in C++, out of tracemalloc's sight,
+    and in this process freed memory from earlier builds would be reused and hide it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "keys.npy", keys)
+        out = subprocess.run(
+            [sys.executable, "-c", FAISS_BYTES, str(Path(tmp) / "keys.npy"), str(nhash), str(bits)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return int(out.stdout)
 
 
 def contenders(radius: int, with_faiss: bool = True) -> list[Contender]:
@@ -235,6 +261,13 @@ def contenders(radius: int, with_faiss: bool = True) -> list[Contender]:
     return found
 
 
+# Queries per turn: the indexes alternate every BLOCK queries, so load from other jobs reaches all of them alike,
+# while each is timed with its own data in the CPU caches, as a service that does other work between lookups of
+# one index would see it more or less (one query at a time round-robin made a 1M scan or a faiss probe flush
+# the caches before every lookup of the next index, which measured the caches, not the index).
+BLOCK = 100
+
+
 def compare(
     sizes: list[int], radius: int = 8, queries_n: int = 2000, with_faiss: bool = True, quiet: bool = False
 ) -> list[str]:
@@ -242,8 +275,11 @@ def compare(
     rows = [
         f"### Lookup at radius {radius}: {queries_n} queries, half near a stored key, half random",
         "",
-        "| keys | index | bytes/key | P50 us | P99 us | recall | build s |",
-        "|---|---|---|---|---|---|---|",
+        "Wall = perf_counter around the call; CPU = this thread's CPU time over the same call, which leaves out"
+        " the time the thread waited for a core (on a shared machine that wait, not the lookup, sets the wall P99).",
+        "",
+        "| keys | index | bytes/key | wall P50 us | wall P99 us | CPU P50 us | CPU P99 us | recall | build s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         rng = random.Random(n + 1)
@@ -255,25 +291,30 @@ def compare(
             t = time.perf_counter()
             c.build(keys)
             built.append(time.perf_counter() - t)
-        for q in queries[:20]:  # warm-up: first-call set-up is not a lookup's cost
-            for c in every:
-                c.query(q)
         samples: list[list[float]] = [[] for _ in every]
+        cpu: list[list[float]] = [[] for _ in every]
         answers: list[list] = [[] for _ in every]
-        clock = time.perf_counter
-        for q in tqdm(queries, desc=f"{n:,} keys", file=sys.stderr, disable=quiet or not sys.stderr.isatty()):
-            for i, c in enumerate(every):  # round-robin: each query on each index, back to back
-                t = clock()
-                found = c.query(q)
-                samples[i].append(clock() - t)
-                answers[i].append(found)
+        clock, cpu_clock = time.perf_counter, time.thread_time
+        blocks = range(0, len(queries), BLOCK)
+        for start in tqdm(blocks, desc=f"{n:,} keys", file=sys.stderr, disable=quiet or not sys.stderr.isatty()):
+            block = queries[start : start + BLOCK]
+            for i, c in enumerate(every):  # the indexes take turns a block at a time
+                for q in block[:5]:  # untimed: the previous index's block left the CPU caches full of its data
+                    c.query(q)
+                for q in block:
+                    t, tc = clock(), cpu_clock()
+                    found = c.query(q)
+                    samples[i].append(clock() - t)
+                    cpu[i].append(cpu_clock() - tc)
+                    answers[i].append(found)
         expected = sum(len(a) for a in answers[every.index(truth)])
         for i, c in enumerate(every):
             hit = sum(len(set(a) & set(b)) for a, b in zip(answers[i], answers[every.index(truth)], strict=True))
             recall = hit / expected if expected else 1.0
             rows.append(
                 f"| {n:,} | {c.name} | {c.nbytes() / n:.1f} | {us(pct(samples[i], 50))} | "
-                f"{us(pct(samples[i], 99))} | {recall:.4f} | {built[i]:.2f} |"
+                f"{us(pct(samples[i], 99))} | {us(pct(cpu[i], 50))} | {us(pct(cpu[i], 99))} | {recall:.4f} | "
+                f"{built[i]:.2f} |"
             )
             print(rows[-1], file=sys.stderr, flush=True)
         del every
@@ -287,7 +328,7 @@ def insert_section(sizes: list[int], radius: int, count: int = 20_000) -> list[s
     rows = [
         "### One-at-a-time changes on a full index (add one key, remove the oldest)",
         "",
-        "| keys | add + remove P50 us | P99 us | mean us (merges and compactions included) |",
+        "| keys | add + remove wall P50 us | wall P99 us | CPU mean us (merges and compactions included) |",
         "|---|---|---|---|",
     ]
     for n in sizes:
@@ -296,12 +337,14 @@ def insert_section(sizes: list[int], radius: int, count: int = 20_000) -> list[s
         index = HammingIndex(radius)
         index.add_many(keys[:n], np.arange(n))
         samples, clock, fresh = [], time.perf_counter, keys[n:].tolist()
+        started = time.thread_time()
         for i in range(count):
             t = clock()
             index.add(fresh[i], n + i)
             index.remove(int(keys[i]), i)
             samples.append(clock() - t)
-        rows.append(f"| {n:,} | {us(pct(samples, 50))} | {us(pct(samples, 99))} | {us(float(np.mean(samples)))} |")
+        mean_cpu = (time.thread_time() - started) / count
+        rows.append(f"| {n:,} | {us(pct(samples, 50))} | {us(pct(samples, 99))} | {us(mean_cpu)} |")
     rows.append("")
     return rows
 
@@ -318,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    out = [f"python {sys.version.split()[0]}, numpy {np.__version__}", ""]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    out = [f"python {sys.version.split()[0]}, numpy {np.__version__}; load average at start {load}", ""]
     out += hash_section(args.hash_crops, args.quiet)
     if args.sweep:
         out += sweep_section(

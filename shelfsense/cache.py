@@ -154,7 +154,7 @@ class DiskTier:
         namespace: str,
         max_distance: int,
         colour_match: ColourMatch,
-        max_entries: int = 1_000_000,
+        max_entries: int = 600_000,
     ) -> None:
         self.path = path
         self.size_limit = size_limit

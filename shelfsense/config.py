@@ -70,7 +70,7 @@ class CacheConfig:
     memory_entries: int = 20_000
     disk_path: Path | None = PROJECT_ROOT / "cache"  # None (or "") keeps the cache in memory only
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
-    disk_entries: int = 1_000_000  # the disk tier (and its in-memory index) keeps at most this many entries
+    disk_entries: int = 600_000  # at most this many disk entries (and keys in its in-memory index); see config.toml
 
 
 @dataclass(frozen=True, kw_only=True)

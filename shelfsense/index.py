@@ -12,7 +12,8 @@ is a CSR pair: the row numbers (int32) ordered by bucket, and the offset of each
 row plus 4 per table, plus 4 * 2**w offsets per table with 2**w chosen near rows / 8: about 33 bytes a key at
 m = 4, against ~370 for the former dict-of-buckets index. Changes stay cheap: new rows are appended past the
 tabled ones and scanned linearly (a bounded insert buffer) until the tables are rebuilt; removals tombstone
-the row (id -1) and are dropped at the next rebuild. A rebuild is a radix argsort per table, O(rows).
+the row (id -1) and are dropped at the next rebuild. A rebuild is a radix argsort per table, O(rows), and
+also sorts the rows themselves by table 0's buckets, so table 0's candidates are runs of adjacent keys.
 
 Below `scan_limit` live keys no tables are built: one XOR + popcount over the packed keys is faster there
 and needs no table memory (crossover measured by bench/bench_index.py, docs/benchmarks.md).
@@ -95,6 +96,7 @@ class HammingIndex:
         "_tabled",
         "_count",
         "_dead",
+        "_ordered",
         "_w",
         "_rows",
         "_offsets",
@@ -144,6 +146,7 @@ class HammingIndex:
         self._tabled = 0  # rows [0, _tabled) are in the tables; [_tabled, _n) is the insert buffer
         self._count = 0  # live (key, id) pairs
         self._dead = 0  # tombstoned rows not yet compacted away
+        self._ordered = 0  # rows [0, _ordered) are in table 0's bucket order (as of the last rebuild)
         self._w = 0  # bucket bits of the current tables
         self._rows = np.zeros(0, dtype=np.int32)  # table t's rows at [t * _tabled, (t + 1) * _tabled)
         self._offsets = np.zeros(1, dtype=np.int32)  # bucket b of table t spans _rows[o[g]:o[g + 1]], g=t<<w|b
@@ -247,10 +250,12 @@ class HammingIndex:
                 self._rebuild(False)
         elif self._n - self._tabled > self._buffer_cap():
             w = _bucket_bits(self._n, min(width for _, width in self._layout))
-            if self._tabled and w == self._w:
+            if self._tabled and w == self._w and self._n - self._ordered <= self._n // 8:
                 self._merge()
             else:
-                self._rebuild(True)  # first tables, or the index outgrew its bucket width
+                # First tables, the index outgrew its bucket width, or an eighth of the rows were merged out of
+                # table 0's order since the last rebuild (which restores it).
+                self._rebuild(True)
 
     def _merge(self) -> None:
         """Move the insert buffer into the tables: one np.insert over all tables, no re-sorting of old rows."""
@@ -276,23 +281,30 @@ class HammingIndex:
         live = self._ids[: self._n] != _DEAD
         keys, ids = self._keys[: self._n][live], self._ids[: self._n][live]
         n = keys.size
+        w = _bucket_bits(n, min(width for _, width in self._layout))
+        sub_type = np.uint16 if w <= 16 else np.uint32
+        mask = np.uint64((1 << w) - 1)
+        tables = tables and n > 0
+        if tables:
+            # Rows in table 0's bucket order: the probes of table 0 (most of a search's candidates) then read
+            # runs of consecutive keys instead of one cache line a candidate.
+            order = np.argsort(((keys >> np.uint64(self._layout[0][0])) & mask).astype(sub_type), kind="stable")
+            keys, ids = keys[order], ids[order]
         cap = n + self._buffer_cap()
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._ids = np.full(cap, _DEAD, dtype=np.int64)
         self._keys[:n], self._ids[:n] = keys, ids
-        self._n, self._dead, self._plans = n, 0, {}
-        if not tables or n == 0:
+        self._n, self._dead, self._plans, self._ordered = n, 0, {}, n
+        if not tables:
             self._tabled, self._w = 0, 0
             self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
             return
-        w = _bucket_bits(n, min(width for _, width in self._layout))
         t_count = len(self._layout)
         rows = np.empty(t_count * n, dtype=np.int32)
         counts = np.empty(t_count << w, dtype=np.int32)
-        sub_type = np.uint16 if w <= 16 else np.uint32
         for t, (shift, _) in enumerate(self._layout):
-            sub = ((keys >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(sub_type)
-            # Stable, so rows stay in insertion order within a bucket; numpy radix-sorts 16-bit keys.
+            sub = ((keys >> np.uint64(shift)) & mask).astype(sub_type)
+            # numpy radix-sorts 16-bit keys when asked for a stable sort: O(rows).
             rows[t * n : (t + 1) * n] = np.argsort(sub, kind="stable")
             counts[t << w : (t + 1) << w] = np.bincount(sub, minlength=1 << w)
         # One cumsum over the concatenated counts lands table t's buckets t * n rows further on, where its
@@ -347,7 +359,10 @@ class HammingIndex:
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
         first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
-        found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
+        if first < self._n:
+            found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
+        else:
+            found = np.zeros(0, dtype=np.intp)  # the buffer is empty right after a merge: skip four calls
         if cand is not None and cand.size:
             near = cand[_popcount(keys[cand] ^ q) <= radius]
             if near.size:
