@@ -34,9 +34,10 @@ _KEY_LIMIT = 1 << KEY_BITS
 _ID_LIMIT = 1 << 63
 _DEAD = -1  # item id of a tombstoned row
 
-# Four 16-bit substrings: at radius 8 that is 188 probes of ~15 rows each at 1M keys. Three 21-bit ones
-# would probe ~700 buckets of < 1 row, and numpy pays per probe; five or more mean more candidates and more
-# table bytes (bench/bench_index.py --sweep).
+# Four 16-bit substrings: at radius 8 that is 188 probes of ~15 rows each at 1M keys (~2,900 candidates).
+# Three 21-22-bit ones, with buckets capped at 16 bits to keep the offsets small, mean 411 probes and ~6,000
+# candidates; five mean 13-bit buckets and ~7,000; each table costs 4 bytes a key (docs/benchmarks.md, section
+# 2; `bench/bench_index.py --sweep` times the alternatives).
 _CHUNKS_BY_DISTANCE = {0: 1, 1: 2}
 
 

@@ -22,8 +22,8 @@ class KeyStore:
     """Keys in flat arrays (item id = slot) plus a Hamming index over them: the lookup shared by both tiers.
 
     Each slot also has a store order, by which the disk tier evicts. A dict of PerceptualKey objects cost ~300
-    bytes a key; here a key costs 8 (bits) + 27 (colour) + 8 (order) bytes plus ~33 in the index, so a full
-    million-entry disk tier fits in ~80 MB.
+    bytes a key; here a key costs 8 (bits) + 27 (colour) + 8 (order) bytes plus ~33 in the index: ~80 MB for
+    a million entries.
     """
 
     def __init__(self, max_distance: int, colour_match: ColourMatch) -> None:
@@ -32,7 +32,7 @@ class KeyStore:
         self._bits = np.zeros(0, dtype=np.uint64)
         self._colour = np.zeros((0, COLOUR_BYTES), dtype=np.uint8)
         self._order = np.zeros(0, dtype=np.int64)
-        self._free: list[int] = []  # slots freed by eviction, reused first (bounded by the eviction batch)
+        self._free: list[int] = []  # slots freed by evictions, reused first: the arrays never outgrow the bound
         self._used = 0  # slots [0, _used) have been handed out
 
     def __len__(self) -> int:
@@ -82,7 +82,8 @@ class KeyStore:
             slot = int(self._slots(1)[0])
             self._bits[slot], self._order[slot] = key.bits, order
             self._colour[slot] = np.frombuffer(key.colour, dtype=np.uint8)
-            self.index.add(key.bits, slot)
+            # add_many: find() just showed the key absent, so skip add()'s own look-up (a scan below 30k keys).
+            self.index.add_many(np.array([key.bits], dtype=np.uint64), np.array([slot], dtype=np.int64))
         return slot
 
     def add_many(self, bits: np.ndarray, colours: np.ndarray, order: np.ndarray) -> None:
