@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import diskcache
+import numpy as np
 
 from shelfsense.recognition.hashing import PerceptualKey
-from shelfsense.recognition.index import HammingIndex
+from shelfsense.recognition.keystore import COLOUR_BYTES, ColourMatch, KeyStore
 from shelfsense.types import Prediction, Tier
 
 log = logging.getLogger(__name__)
 
-ColourMatch = Callable[[bytes, bytes], bool]
+_PUT_ORDER = 1 << 40  # keys stored by this process are newer than any found on disk at start
+_LOAD_BATCH = 20_000  # keys indexed per disk-thread job while loading (~0.1 s), so frames interleave
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,47 +66,12 @@ class Hit:
     hits: int = 0  # hits of this answer since its last inference (memory tier)
 
 
-class _KeyedStore:
-    """Entries by id plus a Hamming index over their keys: the lookup shared by both tiers."""
-
-    def __init__(self, max_distance: int, colour_match: ColourMatch) -> None:
-        self.max_distance = max_distance
-        self.colour_match = colour_match
-        self.index = HammingIndex(max_distance)
-        self.keys: dict[int, PerceptualKey] = {}
-        self.ids: dict[PerceptualKey, int] = {}
-        self._next_id = 0
-
-    def nearest(self, key: PerceptualKey) -> list[tuple[int, int]]:
-        """(distance, id) of stored keys within radius whose colour matches, nearest first."""
-        return [(d, i) for d, i in self.index.search(key.bits) if self.colour_match(self.keys[i].colour, key.colour)]
-
-    def add(self, key: PerceptualKey) -> int:
-        if key in self.ids:
-            return self.ids[key]
-        item_id = self._next_id
-        self._next_id += 1
-        self.keys[item_id] = key
-        self.ids[key] = item_id
-        self.index.add(key.bits, item_id)
-        return item_id
-
-    def discard(self, item_id: int) -> None:
-        key = self.keys.pop(item_id, None)
-        if key is not None:
-            del self.ids[key]
-            self.index.remove(key.bits, item_id)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
 class MemoryTier:
     """Bounded LRU of predictions by perceptual key. Used from the event loop thread only."""
 
     def __init__(self, max_entries: int, max_distance: int, colour_match: ColourMatch) -> None:
         self.max_entries = max_entries
-        self._store = _KeyedStore(max_distance, colour_match)
+        self._store = KeyStore(max_distance, colour_match)
         self._values: OrderedDict[int, Answer] = OrderedDict()
         self._hits: dict[int, int] = {}  # since the entry's last inference
 
@@ -109,12 +79,12 @@ class MemoryTier:
         for distance, item_id in self._store.nearest(key):
             self._values.move_to_end(item_id)
             self._hits[item_id] = hits = self._hits.get(item_id, 0) + 1
-            return self._values[item_id], distance, self._store.keys[item_id], hits
+            return self._values[item_id], distance, self._store.key(item_id), hits
         return None
 
     def get(self, key: PerceptualKey) -> Answer | None:
         """The answer stored under exactly this key, if it is still held."""
-        item_id = self._store.ids.get(key)
+        item_id = self._store.find(key)
         return None if item_id is None else self._values[item_id]
 
     def put(self, key: PerceptualKey, answer: Answer) -> None:
@@ -131,44 +101,164 @@ class MemoryTier:
         return len(self._values)
 
 
+def parse_names(names: list[str], prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bits, colours) of the names `<prefix><16 hex>:<colour hex>` among `names`; others are skipped.
+
+    Vectorised: parsing a million names one int() and bytes.fromhex() at a time took ~1 s of the open.
+    """
+    width = len(prefix) + 17 + 2 * COLOUR_BYTES
+    ours = [n[len(prefix) :] for n in names if isinstance(n, str) and len(n) == width and n.startswith(prefix)]
+    # "replace" keeps one byte a character, so a stray non-ASCII name keeps its row width and fails the check.
+    raw = np.frombuffer("".join(ours).encode("ascii", "replace"), dtype=np.uint8).reshape(
+        len(ours), width - len(prefix)
+    )
+    nibbles = _HEX[raw]
+    good = (nibbles[:, 16] == _COLON) & (np.delete(nibbles, 16, axis=1) < 16).all(axis=1)
+    nibbles = nibbles[good].astype(np.uint64)
+    bits = np.zeros(len(nibbles), dtype=np.uint64)
+    for i in range(16):
+        bits = (bits << np.uint64(4)) | nibbles[:, i]
+    colours = (nibbles[:, 17::2] * 16 + nibbles[:, 18::2]).astype(np.uint8)
+    return bits, colours
+
+
+_COLON = 254
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+_HEX[ord(":")] = _COLON
+
+
+def _release_free_heap() -> None:
+    """Give the allocator's free memory back to the OS (glibc only; a no-op elsewhere).
+
+    Indexing a million keys frees many large temporaries; glibc's adaptive mmap threshold keeps later ones on
+    the heap, and it held ~55 MiB of freed memory resident after the load (measured: 345 -> 287 MiB RSS).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class DiskTier:
-    """Persistent predictions in a diskcache.Cache; every method is blocking and runs on the disk thread."""
+    """Persistent predictions in a diskcache.Cache; every method is blocking and runs on the disk thread.
+
+    At most `max_entries` entries are kept: beyond that the least recently stored are deleted from diskcache
+    and the index together, so the index is bounded by the tier, not by every miss ever made. diskcache's own
+    byte budget may evict earlier; a lookup that lands on such an entry forgets it, and it is among the
+    oldest, so the next eviction batch drops it anyway.
+    """
 
     def __init__(
-        self, path: Path, size_limit: int, namespace: str, max_distance: int, colour_match: ColourMatch
+        self,
+        path: Path,
+        size_limit: int,
+        namespace: str,
+        max_distance: int,
+        colour_match: ColourMatch,
+        max_entries: int = 600_000,
     ) -> None:
         self.path = path
         self.size_limit = size_limit
         self.namespace = namespace
-        self._store = _KeyedStore(max_distance, colour_match)
+        self.max_entries = max_entries
+        self._store = KeyStore(max_distance, colour_match)
         self._cache: diskcache.Cache | None = None
+        self._loader: Iterator[None] | None = None
+        self._put_during_load: set[int] = set()  # bits stored while loading: the loader must not re-add them
+        self._orders = 0
         self.error: str | None = "not opened"
 
     @property
     def available(self) -> bool:
         return self._cache is not None
 
+    @property
+    def loading(self) -> bool:
+        return self._loader is not None
+
     def _name(self, key: PerceptualKey) -> str:
         return f"{self.namespace}:{key.bits:016x}:{key.colour.hex()}"
 
     def open(self) -> None:
-        """Open the store and index this namespace's keys; on failure stay closed and say why."""
+        """Open the store and index the first batch of keys; `load_step` indexes the rest, a batch a call."""
         try:
             if self.path.exists() and not self.path.is_dir():
                 raise NotADirectoryError(f"cache.disk_path {self.path} is a file, not a folder")
             self.path.mkdir(parents=True, exist_ok=True)
-            cache = diskcache.Cache(str(self.path), size_limit=self.size_limit)
-            prefix = self.namespace + ":"
-            for name in cache.iterkeys():
-                if isinstance(name, str) and name.startswith(prefix):
-                    _, bits, colour = name.split(":")
-                    self._store.add(PerceptualKey(int(bits, 16), bytes.fromhex(colour)))
+            # SQLite's defaults here (64 MiB memory-mapped, 32 MiB page cache) kept ~100 MiB of the database
+            # resident after the start-up scan of a million keys; lookups are point reads that the OS page cache
+            # serves as well, so keep 4 MiB of interior pages and let the kernel decide about the rest.
+            self._cache = diskcache.Cache(
+                str(self.path), size_limit=self.size_limit, sqlite_mmap_size=0, sqlite_cache_size=1024
+            )
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._fail("open", exc)
             return
-        self._cache = cache
         self.error = None
-        log.info("disk cache %s: %d entries for this model", self.path, len(self._store))
+        self._loader = self._load(self._cache)
+        self.load_step()  # a small cache is fully indexed when open() returns
+
+    def load_step(self) -> bool:
+        """Index the next batch of stored keys; False once every key is indexed (or the tier failed)."""
+        if self._loader is None:
+            return False
+        try:
+            next(self._loader)
+            return True
+        except StopIteration:
+            pass
+        except (OSError, sqlite3.Error) as exc:
+            self._fail("open", exc)
+        self._loader = None
+        self._put_during_load.clear()
+        return False
+
+    def _load(self, cache: diskcache.Cache) -> Iterator[None]:
+        """Index this namespace's keys in diskcache's insertion order (rowid), which is also their age."""
+        started, prefix, names = time.perf_counter(), self.namespace + ":", iter(cache)
+        self._store.reserve(min(len(cache), self.max_entries))  # other namespaces' entries count too: a bound
+        while batch := list(islice(names, _LOAD_BATCH)):
+            bits, colours = parse_names(batch, prefix)
+            order = np.arange(self._orders, self._orders + bits.size, dtype=np.int64)
+            self._orders += bits.size
+            if self._put_during_load:  # stored since open(): already indexed under a newer order
+                seen = np.isin(bits, np.fromiter(self._put_during_load, dtype=np.uint64))
+                for i in np.flatnonzero(seen):
+                    if self._store.find(PerceptualKey(int(bits[i]), colours[i].tobytes())) is not None:
+                        order[i] = -1
+                keep = order >= 0
+                bits, colours, order = bits[keep], colours[keep], order[keep]
+            overflow = bits.size - self.max_entries
+            if overflow > 0:  # this batch alone overfills the tier (the bound was lowered): its oldest go now
+                old = zip(bits[:overflow].tolist(), colours[:overflow], strict=True)
+                self._delete([PerceptualKey(b, c.tobytes()) for b, c in old])
+                bits, colours, order = bits[overflow:], colours[overflow:], order[overflow:]
+            self._make_room(bits.size)
+            self._store.add_many(bits, colours, order)
+            yield
+        _release_free_heap()
+        log.info(
+            "disk cache %s: %d entries for this model, indexed in %.1f s",
+            self.path,
+            len(self._store),
+            time.perf_counter() - started,
+        )
+
+    def _make_room(self, incoming: int) -> None:
+        """Delete the least recently stored entries so that `incoming` more keep the tier within its bound."""
+        excess = len(self._store) + incoming - self.max_entries
+        if excess <= 0 or self._cache is None:
+            return
+        # Evict a batch (1/256 of the bound) at a time: one selection pass and one transaction per batch.
+        slots = self._store.oldest(max(excess, min(self.max_entries // 256, len(self._store)))).tolist()
+        self._delete([self._store.key(s) for s in slots])
+        for s in slots:
+            self._store.discard(s)
+
+    def _delete(self, keys: list[PerceptualKey]) -> None:
+        assert self._cache is not None
+        with self._cache.transact():  # one commit for the batch, not one a key
+            for key in keys:
+                self._cache.delete(self._name(key))
 
     def _fail(self, what: str, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -180,16 +270,17 @@ class DiskTier:
             with contextlib.suppress(Exception):  # already failing; closing is best effort
                 self._cache.close()
         self._cache = None
+        self._loader = None
 
     def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey] | None:
         if self._cache is None:
             return None
         try:
-            for distance, item_id in self._store.nearest(key):
-                stored = self._store.keys[item_id]
+            for distance, slot in self._store.nearest(key):
+                stored = self._store.key(slot)
                 value = self._cache.get(self._name(stored))
                 if value is None:  # evicted by diskcache's size limit since we indexed it
-                    self._store.discard(item_id)
+                    self._store.discard(slot)
                     continue
                 prediction, inferences = value  # plain tuples on disk: no pickled classes to outlive
                 return Answer(prediction, inferences), distance, stored
@@ -198,15 +289,25 @@ class DiskTier:
         return None
 
     def put(self, key: PerceptualKey, answer: Answer) -> None:
-        if self._cache is None:
+        if self._cache is None or len(key.colour) != COLOUR_BYTES:
             return
         try:
             self._cache.set(self._name(key), (answer.prediction, answer.inferences))
-            self._store.add(key)
+            order = _PUT_ORDER + self._orders
+            self._orders += 1
+            slot = self._store.find(key)
+            if slot is not None:
+                self._store.touch(slot, order)  # diskcache re-dates a re-stored entry: so do we
+                return
+            self._make_room(1)
+            self._store.add(key, order)
+            if self._loader is not None:
+                self._put_during_load.add(key.bits)
         except (OSError, sqlite3.Error) as exc:
             self._fail("write", exc)
 
     def close(self) -> None:
+        self._loader = None
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -224,10 +325,21 @@ class ResultCache:
         self.disk = disk
         self._disk_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelfsense-disk")
         self._writes: set[asyncio.Future] = set()
+        self._loading: asyncio.Task | None = None
 
     async def open(self) -> None:
+        """Open the disk tier; a large one goes on indexing its keys in the background, a batch a job."""
         if self.disk is not None:
             await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.open)
+            if self.disk.loading:
+                self._loading = asyncio.create_task(self._load_rest(), name="shelfsense-disk-index")
+
+    async def _load_rest(self) -> None:
+        # One batch per disk-thread job: lookups and writes queued meanwhile run between batches, so the first
+        # frames wait ~0.1 s at most, not for the whole index (they may miss keys not indexed yet).
+        loop = asyncio.get_running_loop()
+        while self.disk is not None and await loop.run_in_executor(self._disk_thread, self.disk.load_step):
+            pass
 
     def lookup_memory(self, key: PerceptualKey) -> Hit | None:
         found = self.memory.lookup(key)
@@ -245,9 +357,6 @@ class ResultCache:
         answer, distance, stored = found
         self.memory.put(stored, answer)
         return Hit(answer.prediction, Tier.DISK, distance, stored, answer.inferences)
-
-    async def lookup(self, key: PerceptualKey) -> Hit | None:
-        return self.lookup_memory(key) or await self.lookup_disk(key)
 
     def store(self, key: PerceptualKey, prediction: Prediction) -> None:
         """A fresh inference: memory now, the disk write queued on the disk thread (off the frame's path)."""
@@ -279,6 +388,10 @@ class ResultCache:
 
     async def close(self) -> None:
         """Finish queued disk writes, then close the store."""
+        if self._loading is not None:
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self.disk is not None:

@@ -148,7 +148,9 @@ class Recognizer:
             disk = None
             if c.disk_path is not None:
                 namespace = f"{pool.spec.sha256[:16]}-{c.hash}"
-                disk = DiskTier(c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches)
+                disk = DiskTier(
+                    c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches, c.disk_entries
+                )
             cache = ResultCache(memory, disk)
             await cache.open()
             # The first pHash pays one-off set-up in PIL and scipy (~100 ms here): pay it now, not on a camera's
