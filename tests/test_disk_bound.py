@@ -8,8 +8,10 @@ from pathlib import Path
 import diskcache
 import pytest
 
-from shelfsense.recognition import cache as cache_module
-from shelfsense.recognition.cache import Answer, DiskTier, MemoryTier, ResultCache
+from shelfsense.recognition import disk as disk_module
+from shelfsense.recognition.answer import Answer
+from shelfsense.recognition.cache import MemoryTier, ResultCache
+from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import PerceptualKey
 from shelfsense.recognition.keystore import COLOUR_BYTES
 
@@ -91,7 +93,7 @@ def test_open_indexes_a_batch_and_the_rest_in_steps(tmp_path: Path, monkeypatch:
     for key in stored:
         disk.put(key, Answer([("w", 0.5)]))
     disk.close()
-    monkeypatch.setattr(cache_module, "_LOAD_BATCH", 150)
+    monkeypatch.setattr(disk_module, "_LOAD_BATCH", 150)
     disk = tier(tmp_path, 10_000)
     try:
         assert disk.loading and len(disk) == 150  # open() returned after one batch
@@ -115,7 +117,7 @@ async def test_result_cache_finishes_indexing_in_the_background(
     for key in keys(500, 6):
         disk.put(key, Answer([("u", 0.5)]))
     disk.close()
-    monkeypatch.setattr(cache_module, "_LOAD_BATCH", 64)
+    monkeypatch.setattr(disk_module, "_LOAD_BATCH", 64)
     result = ResultCache(MemoryTier(10, 8, same_colour), DiskTier(tmp_path, 64 * 1024 * 1024, "ns", 8, same_colour))
     await result.open()
     try:

@@ -19,9 +19,11 @@ import numpy as np
 
 from shelfsense.config import CameraConfig, Config
 from shelfsense.errors import OverloadedError, UnknownCameraError
-from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
+from shelfsense.recognition.answer import Hit
+from shelfsense.recognition.cache import MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
+from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
 from shelfsense.types import Box, Prediction, Tier
