@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -127,3 +128,33 @@ async def test_result_cache_finishes_indexing_in_the_background(
         assert result.entries_disk == 500
     finally:
         await result.close()
+
+
+def test_disk_bytes_include_the_write_ahead_log(tmp_path: Path) -> None:
+    """cache.disk_bytes is what the folder takes on disk, SQLite's -wal file included, however much is written."""
+    budget = 1024 * 1024
+    disk = DiskTier(tmp_path / "c", budget, "ns", 8, same_colour, 1_000_000)
+    disk.open()
+    prediction = [(f"label-{i}", 0.1) for i in range(5)]
+    for key in keys(4_500, 7):  # ~400 bytes an entry: more than the budget holds
+        disk.put(key, Answer(prediction))
+    used = sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file())
+    disk.close()
+    assert 0 < used <= budget * 1.05, f"{used} bytes on disk for a {budget}-byte budget"
+
+
+async def test_a_failed_disk_tier_is_retried_after_its_backoff(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder should be")
+    disk = DiskTier(blocker, 8 * 1024 * 1024, "ns", 8, same_colour, 1000, retry_s=0.2)
+    cache = ResultCache(MemoryTier(100, 8, same_colour), disk)
+    await cache.open()
+    assert not disk.available and "is a file" in disk.error and disk.retry_at is not None
+    key = keys(1, 3)[0]
+    assert await cache.lookup_disk(key) is None and not disk.available  # not due yet: no attempt
+    blocker.unlink()
+    blocker.mkdir()
+    await asyncio.sleep(0.3)
+    assert await cache.lookup_disk(key) is None  # a miss, but the tier is open again
+    assert disk.available and disk.error is None and disk.retry_at is None
+    await cache.close()

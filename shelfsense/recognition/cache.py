@@ -75,7 +75,7 @@ class ResultCache:
         """Open the disk tier; a large one goes on indexing its keys in the background, a batch a job."""
         if self.disk is not None:
             await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.open)
-            if self.disk.loading:
+            if self.disk.loading and (self._loading is None or self._loading.done()):
                 self._loading = asyncio.create_task(self._load_rest(), name="shelfsense-disk-index")
 
     async def _load_rest(self) -> None:
@@ -93,8 +93,14 @@ class ResultCache:
         return Hit(answer.prediction, Tier.MEMORY, distance, stored, answer.inferences, hits)
 
     async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
-        if self.disk is None or not self.disk.available:
+        if self.disk is None:
             return None
+        if not self.disk.available:
+            if not self.disk.retry_due():
+                return None
+            await self.open()  # the backoff has passed: try the disk again
+            if not self.disk.available:
+                return None
         found = await asyncio.get_running_loop().run_in_executor(self._disk_thread, self.disk.lookup, key)
         if found is None:
             return None

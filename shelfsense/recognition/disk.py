@@ -85,6 +85,7 @@ class DiskTier:
         max_distance: int,
         colour_match: ColourMatch,
         max_entries: int = 600_000,
+        retry_s: float = 5.0,
     ) -> None:
         self.path = path
         self.size_limit = size_limit
@@ -96,6 +97,10 @@ class DiskTier:
         self._put_during_load: set[int] = set()  # bits stored while loading: the loader must not re-add them
         self._orders = 0
         self.error: str | None = "not opened"
+        self._retry_s = retry_s
+        self._backoff = retry_s
+        self.retry_at: float | None = None  # monotonic time of the next attempt to reopen after a failure
+        self._closed = False
 
     @property
     def available(self) -> bool:
@@ -117,13 +122,25 @@ class DiskTier:
             # SQLite's defaults here (64 MiB memory-mapped, 32 MiB page cache) kept ~100 MiB of the database
             # resident after the start-up scan of a million keys; lookups are point reads that the OS page cache
             # serves as well, so keep 4 MiB of interior pages and let the kernel decide about the rest.
+            # disk_bytes covers SQLite's write-ahead log too: diskcache counts only the database and its files, so
+            # the log gets a slice of the budget, and SQLite checkpoints and truncates it within that slice.
+            wal = min(self.size_limit // 8, 16 * 1024 * 1024)
             self._cache = diskcache.Cache(
-                str(self.path), size_limit=self.size_limit, sqlite_mmap_size=0, sqlite_cache_size=1024
+                str(self.path),
+                size_limit=self.size_limit - wal,
+                sqlite_mmap_size=0,
+                sqlite_cache_size=1024,
+                sqlite_journal_size_limit=wal,
+                sqlite_wal_autocheckpoint=max(16, wal // 4096 // 2),
             )
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._fail("open", exc)
             return
+        if self.retry_at is not None:
+            log.info("disk cache at %s is back after: %s", self.path, self.error)
         self.error = None
+        self.retry_at = None
+        self._backoff = self._retry_s
         self._loader = self._load(self._cache)
         self.load_step()  # a small cache is fully indexed when open() returns
 
@@ -195,7 +212,14 @@ class DiskTier:
         if isinstance(exc, PermissionError) or "unable to open database file" in str(exc):
             reason += f" (can this user create and write files in {self.path}?)"
         self.error = f"{what} failed: {reason}"
-        log.warning("disk cache at %s unusable (%s); continuing with the memory cache only", self.path, self.error)
+        self.retry_at = time.monotonic() + self._backoff
+        log.warning(
+            "disk cache at %s unusable (%s); continuing with the memory cache only, retrying in %.0f s",
+            self.path,
+            self.error,
+            self._backoff,
+        )
+        self._backoff = min(self._backoff * 2, 300.0)
         if self._cache is not None:
             with contextlib.suppress(Exception):  # already failing; closing is best effort
                 self._cache.close()
@@ -236,7 +260,12 @@ class DiskTier:
         except (OSError, sqlite3.Error) as exc:
             self._fail("write", exc)
 
+    def retry_due(self) -> bool:
+        """True when the tier failed and its backoff has passed: the next disk-thread job may reopen it."""
+        return not self._closed and self.retry_at is not None and time.monotonic() >= self.retry_at
+
     def close(self) -> None:
+        self._closed = True
         self._loader = None
         if self._cache is not None:
             self._cache.close()

@@ -105,6 +105,7 @@ class CacheStatus:
     disk_available: bool = False
     disk_error: str | None = None
     disk_path: Path | None = None
+    disk_retry_in_s: float | None = None  # after a failure: when the tier is tried again
 
     @property
     def mode(self) -> str:
@@ -151,7 +152,13 @@ class Recognizer:
             if c.disk_path is not None:
                 namespace = f"{pool.spec.sha256[:16]}-{c.hash}"
                 disk = DiskTier(
-                    c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches, c.disk_entries
+                    c.disk_path,
+                    c.disk_bytes,
+                    namespace,
+                    c.max_distance,
+                    hasher.colour_matches,
+                    c.disk_entries,
+                    retry_s=c.disk_retry_s,
                 )
             cache = ResultCache(memory, disk)
             await cache.open()
@@ -189,6 +196,9 @@ class Recognizer:
             disk_available=bool(disk is not None and disk.available),
             disk_error=disk.error if disk is not None else None,
             disk_path=disk.path if disk is not None else None,
+            disk_retry_in_s=round(max(0.0, disk.retry_at - time.monotonic()), 1)
+            if disk is not None and disk.retry_at is not None
+            else None,
         )
 
     async def settle(self) -> None:
