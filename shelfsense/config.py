@@ -82,7 +82,9 @@ class CacheConfig:
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
     disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
-    disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
+    disk_bytes: int = 256 * 1024 * 1024  # 256 MiB on disk, SQLite's write-ahead log included
+    disk_entries: int = 600_000  # at most this many disk entries (and keys in its in-memory index); see config.toml
+    disk_retry_s: float = 5.0  # a failed disk tier is reopened after this, doubling up to 5 minutes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,6 +350,8 @@ def _validate(c: Config) -> None:
     check(c.cache.key_reuse_threshold >= 0, "cache.key_reuse_threshold", ">= 0", c.cache.key_reuse_threshold)
     check(1 <= c.cache.confirm_inferences <= 100, "cache.confirm_inferences", "1..100", c.cache.confirm_inferences)
     check(c.cache.memory_entries >= 1, "cache.memory_entries", ">= 1", c.cache.memory_entries)
+    check(c.cache.disk_entries >= 1, "cache.disk_entries", ">= 1", c.cache.disk_entries)
+    check(c.cache.disk_retry_s > 0, "cache.disk_retry_s", "> 0", c.cache.disk_retry_s)
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)

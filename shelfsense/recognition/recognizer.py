@@ -19,9 +19,11 @@ import numpy as np
 
 from shelfsense.config import CameraConfig, Config
 from shelfsense.errors import OverloadedError, UnknownCameraError
-from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
+from shelfsense.recognition.answer import Hit
+from shelfsense.recognition.cache import MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
+from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
 from shelfsense.types import Box, Prediction, Tier
@@ -103,6 +105,7 @@ class CacheStatus:
     disk_available: bool = False
     disk_error: str | None = None
     disk_path: Path | None = None
+    disk_retry_in_s: float | None = None  # after a failure: when the tier is tried again
 
     @property
     def mode(self) -> str:
@@ -150,7 +153,15 @@ class Recognizer:
             disk = None
             if c.disk_path is not None:
                 namespace = f"{pool.spec.sha256[:16]}-{c.hash}"
-                disk = DiskTier(c.disk_path, c.disk_bytes, namespace, c.max_distance, hasher.colour_matches)
+                disk = DiskTier(
+                    c.disk_path,
+                    c.disk_bytes,
+                    namespace,
+                    c.max_distance,
+                    hasher.colour_matches,
+                    c.disk_entries,
+                    retry_s=c.disk_retry_s,
+                )
             cache = ResultCache(memory, disk)
             await cache.open()
             # The first pHash pays one-off set-up in PIL and scipy (~100 ms here): pay it now, not on a camera's
@@ -187,6 +198,9 @@ class Recognizer:
             disk_available=bool(disk is not None and disk.available),
             disk_error=disk.error if disk is not None else None,
             disk_path=disk.path if disk is not None else None,
+            disk_retry_in_s=round(max(0.0, disk.retry_at - time.monotonic()), 1)
+            if disk is not None and disk.retry_at is not None
+            else None,
         )
 
     async def settle(self) -> None:

@@ -234,6 +234,7 @@ def stats_payload(service: Service) -> dict:
         entries_disk=cache.entries_disk,
         disk_available=cache.disk_available,
         disk_error=cache.disk_error,
+        disk_retry_in_s=cache.disk_retry_in_s,
         max_distance=service.config.cache.max_distance,
         confirmations=recognizer.confirmations if recognizer else 0,
     )
@@ -296,6 +297,7 @@ async def readyz(request: web.Request) -> web.Response:
             "model": recognizer.model.name,
             "cache": cache.mode,
             "disk_error": cache.disk_error if cache.enabled and not cache.disk_available else None,
+            "disk_retry_in_s": cache.disk_retry_in_s,
         }
     )
 
