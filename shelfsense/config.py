@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from shelfsense.errors import ConfigError
+from shelfsense.shelfconfig import MqttConfig, ShelfConfig, parse_planogram, validate_shelf
 from shelfsense.types import Box
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -96,6 +97,9 @@ class CacheConfig:
     # None (or "") keeps the cache in memory only
     disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=_STATE)
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
+    # Shelf state (issue 12): a fully confirmed answer is re-inferred again after this long or this many hits.
+    reverify_s: float = 300.0  # 0: never by age
+    reverify_hits: int = 1024  # 0: never by count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +132,10 @@ class CameraConfig:
     token: str = ""
     width: int | None = None  # expected frame size; boxes are checked against it when given
     height: int | None = None
+    planogram: tuple[str, ...] = ()  # expected product per slot ("" = any); shelf state (issue 12)
+
+
+# ---- shelf state and events (issue 12): [shelf], [mqtt] and the planogram live in shelfconfig.py ---------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +145,8 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    shelf: ShelfConfig = field(default_factory=ShelfConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -162,6 +172,8 @@ _SECTIONS = {
     "cache": CacheConfig,
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
+    "shelf": ShelfConfig,
+    "mqtt": MqttConfig,
 }
 # The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
 HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
@@ -279,7 +291,7 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
         raise ConfigError(f"Config [cameras.{json.dumps(cid)}]: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{where}' must be a table")
-    known = {"slots", "grid", "token", "width", "height"}
+    known = {"slots", "grid", "token", "width", "height", "planogram"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"Unknown config key(s) {', '.join(f'{where}.{k}' for k in sorted(unknown))}")
@@ -309,9 +321,14 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
             if not isinstance(raw[k], int) or isinstance(raw[k], bool) or raw[k] < 1:
                 raise ConfigError(f"Config '{where}.{k}' must be a positive integer, got {raw[k]!r}")
             size[k] = raw[k]
-    camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, **size)
+    planogram = parse_planogram(where, raw.get("planogram", []))
+    camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, planogram=planogram, **size)
     if camera.width and camera.height:
         slot_boxes(camera, camera.width, camera.height)
+    if planogram and camera.width and camera.height:
+        n = len(slot_boxes(camera, camera.width, camera.height))
+        if len(planogram) != n:
+            raise ConfigError(f"Config '{where}.planogram' names {len(planogram)} products for {n} slots")
     return camera
 
 
@@ -337,6 +354,7 @@ def _validate(c: Config) -> None:
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
+    validate_shelf(c, check)
     check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
 

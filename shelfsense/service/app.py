@@ -22,6 +22,7 @@ from shelfsense.recognition.recognizer import Recognizer
 from shelfsense.service.device import DeviceMonitor
 from shelfsense.service.handlers import error_middleware, setup_routes
 from shelfsense.service.metrics import Metrics
+from shelfsense.service.shelves import setup_shelves
 from shelfsense.service.state import SERVICE, Service
 from shelfsense.service.stats import Stats
 
@@ -42,6 +43,7 @@ def create_app(config: Config) -> web.Application:
     if config.record.enabled:
         app.cleanup_ctx.append(_recorder_ctx)
     setup_routes(app)
+    setup_shelves(app)  # shelf state, events, MQTT, history (service/shelves.py)
     return app
 
 

@@ -28,6 +28,7 @@ from shelfsense.errors import (
     UnsupportedMediaError,
 )
 from shelfsense.recognition.recognizer import CacheStatus
+from shelfsense.service.frames import observe_frame
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.state import SERVICE, Service
 
@@ -134,10 +135,12 @@ async def post_frame(request: web.Request) -> web.Response:
     finally:
         service.pending_frames -= 1
     service.record(result)
+    frame = service.next_frame_number(camera_id)
+    observe_frame(service, result, frame, image)  # shelf state and events (service/frames.py)
     return web.json_response(
         {
             "camera": camera_id,
-            "frame": service.next_frame_number(camera_id),
+            "frame": frame,
             "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
             "model": recognizer.model.name,
             "size": [result.width, result.height],
