@@ -61,12 +61,12 @@ def truth_events(states: list[list[str]]) -> list[tuple[str, int, int]]:
     return events
 
 
-async def run_seed(products: Path, seed: int, frames: int, confirm: int, work: Path) -> dict:
+async def run_seed(products: Path, seed: int, frames: int, confirm: int, work: Path, reverify_hits: int) -> dict:
     footage = synthesize(products, work / f"seed-{seed}", frames=frames, seed=seed, overwrite=True, progress=False)
     camera = footage.camera
     config = parse_config(
         {
-            "cache": {"disk_path": ""},
+            "cache": {"disk_path": "", "reverify_hits": reverify_hits},
             "telemetry": {"sysfs_root": str(work / "no-sysfs")},
             "shelf": {"confirm_frames": confirm, "confirm_s": 0},
             "cameras": {camera: {"slots": [list(b) for b in footage.slots]}},
@@ -76,6 +76,7 @@ async def run_seed(products: Path, seed: int, frames: int, confirm: int, work: P
     recognizer = await Recognizer.create(config)
     tracker = ShelfTracker(TrackerRules(confirm_frames=confirm, confirm_s=0))
     per_frame, debounced, events = [], [], []
+    right = labelled = 0  # served labels against the truth class, on visible occupied slots
     try:
         with open_footage(footage.out) as reader:
             for frame in reader:
@@ -85,10 +86,21 @@ async def run_seed(products: Path, seed: int, frames: int, confirm: int, work: P
                 for change in tracker.observe(camera, readings, frame.index, frame.t):
                     events.append((change["type"], change["slot"], change["frame"]))
                 per_frame.append([str(s.state) for s in result.slots])
+                for s, label, cover in zip(
+                    result.slots, footage.truth[frame.index], footage.coverage[frame.index], strict=True
+                ):
+                    if label is not None and cover <= OCCLUDED_ABOVE:
+                        labelled += 1
+                        right += s.label == label
                 debounced.append([str(s.state) if s.state else None for s in tracker.cameras[camera].slots])
+        reverify = {
+            "reverifications": recognizer.reverifications,
+            "reverify_changed": recognizer.reverify_changed,
+            "label_accuracy": round(right / labelled, 4),
+        }
     finally:
         await recognizer.close()
-    return score(truth_states(footage), per_frame, debounced, events, confirm) | {"seed": seed}
+    return score(truth_states(footage), per_frame, debounced, events, confirm) | {"seed": seed, **reverify}
 
 
 def score(truth, per_frame, debounced, events, confirm: int, window: int = 10) -> dict:
@@ -141,6 +153,8 @@ def score(truth, per_frame, debounced, events, confirm: int, window: int = 10) -
         "events": len(relevant),
         "matched": matched,
         "false_events": len(relevant) - matched,
+        # The synth never swaps a product in place (a restock follows an empty spell), so each is false.
+        "product_changed": sum(e[0] == "product_changed" for e in events),
         "delays": delays,
     }
     for name, (tp, fp, fn) in counts.items():
@@ -158,10 +172,14 @@ async def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--frames", type=int, default=240)
     ap.add_argument("--confirm-frames", type=int, default=3)
+    ap.add_argument("--reverify-hits", type=int, default=1024, help="cache.reverify_hits (default: the service's)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [await run_seed(args.products, s, args.frames, args.confirm_frames, Path(tmp)) for s in args.seeds]
+        rows = [
+            await run_seed(args.products, s, args.frames, args.confirm_frames, Path(tmp), args.reverify_hits)
+            for s in args.seeds
+        ]
     print(
         f"{'seed':>4} {'state acc':>9} {'empty P/R settled':>18} {'empty P/R all':>14} {'events P/R':>11} "
         f"{'median delay':>12} {'false/1000':>10}"
@@ -193,7 +211,12 @@ async def main() -> int:
         "median_delay_frames": statistics.median(delays) if delays else None,
         "max_delay_frames": max(delays) if delays else None,
         "false_events_per_1000_slot_frames": round(1000 * false / frames, 3),
+        "product_changed_per_1000_slot_frames": round(1000 * sum(r["product_changed"] for r in rows) / frames, 3),
         "truth_events": n_truth,
+        "reverify_hits": args.reverify_hits,
+        "reverifications": sum(r["reverifications"] for r in rows),
+        "reverify_changed": sum(r["reverify_changed"] for r in rows),
+        "label_accuracy": round(statistics.mean(r["label_accuracy"] for r in rows), 4),
     }
     print(json.dumps(summary))
     if args.json:

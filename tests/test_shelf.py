@@ -15,7 +15,9 @@ from conftest import colour_config, jpeg
 from prometheus_client.parser import text_string_to_metric_families
 from shelfframes import GRID, shelf
 
+from shelfsense.recognition.slotstate import SlotState
 from shelfsense.service.app import create_app
+from shelfsense.shelf.tracker import ShelfTracker, SlotReading, TrackerRules
 
 FULL = ["red", "green", "blue", "red", "green", "blue", "red", "green"]
 
@@ -191,6 +193,7 @@ async def test_reverification_notices_a_look_alike_swapped_into_a_facing(aiohttp
     client = await aiohttp_client(create_app(cfg))
     await feed(client, FULL, 3)
     swapped = ["blue", *FULL[1:]]
+    await post(client, FULL, seed=9, arm=0)  # the hand that swaps them
     labels = [(await post(client, swapped, seed=10 + i))["slots"][0] for i in range(12)]
     # A look-alike's stale answer, served from the cache (whichever carton's key happens to be nearest).
     assert labels[0]["label"] != "blue" and labels[0]["cache"] == "memory"
@@ -201,3 +204,16 @@ async def test_reverification_notices_a_look_alike_swapped_into_a_facing(aiohttp
     events = (await (await client.get("/v1/events")).json())["events"]
     assert {e["type"] for e in events} == {"product_changed"} and events[0]["before"]["label"] == "red"
     assert events[-1]["after"]["label"] == "blue"
+
+
+def test_a_label_that_wavers_on_an_untouched_facing_raises_no_event() -> None:
+    """The model reading A, then B, on a facing nothing passed in front of: the state follows, silently. The same
+    change with a hand in front in between is a product_changed event."""
+    tracker = ShelfTracker(TrackerRules(confirm_frames=2, confirm_s=0))
+    a, b = SlotReading(SlotState.PRODUCT, "A", 0.9), SlotReading(SlotState.PRODUCT, "B", 0.9)
+    hand = SlotReading(SlotState.OCCLUDED, "B", 0.4)
+    frames = [a, a, b, b, a, a, hand, b, b]
+    changes = [c for f, r in enumerate(frames) for c in tracker.observe("cam", [r], f, float(f))]
+    assert [(c["type"], c["before"]["label"], c["after"]["label"], c["frame"]) for c in changes] == [
+        ("product_changed", "A", "B", 8)
+    ]

@@ -120,7 +120,8 @@ class MqttPublisher:
                 await watch
 
     async def close(self, task: asyncio.Task) -> None:
-        """Give the outbox a moment to drain, then stop the connection task."""
+        """Say "offline" (the last will only covers a lost connection), give the outbox a moment, stop the task."""
+        self.publish("status", b"offline", retain=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 while self._outbox and self.connected:

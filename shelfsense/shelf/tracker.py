@@ -9,7 +9,7 @@ Changes of the confirmed state give events:
 
     occupied -> empty              product_removed     (occupied: product or unknown)
     empty -> occupied              restocked           (+ misplaced when it is not the planogram's product)
-    product A -> product B         product_changed     (+ misplaced, as above)
+    product A -> product B         product_changed     (+ misplaced, as above; only if something passed in front)
     most slots occluded for blocked_s      camera_blocked (once per blocking spell)
 
 The first state a slot takes after start-up (or after a reset) is learned silently: no event.
@@ -62,6 +62,7 @@ class SlotShelf:
     run_frames: int = 0
     run_t: float = 0.0
     run_frame: int = 0
+    disturbed: bool = False  # something passed in front since the state was confirmed
 
     def public(self) -> dict[str, Any]:
         return {"state": self.state, "label": self.label if self.state is SlotState.PRODUCT else None}
@@ -145,7 +146,9 @@ class ShelfTracker:
         shelf.last_t = t
         changes: list[Change] = []
         for i, reading in enumerate(readings):
-            if reading.state is not SlotState.OCCLUDED:
+            if reading.state is SlotState.OCCLUDED:
+                shelf.slots[i].disturbed = True
+            else:
                 changes.extend(self._slot(shelf, camera, i, reading, frame, t))
         changes.extend(self._blocked(shelf, camera, readings, frame, t))
         return changes
@@ -172,6 +175,7 @@ class ShelfTracker:
             return ()
         before = s.public() if s.state is not None else None
         learned = s.state is None
+        disturbed, s.disturbed = s.disturbed, False
         # An empty slot keeps the label of what it held: the out-of-stock list says which product is missing.
         label = s.label if r.state is SlotState.EMPTY else r.label
         s.state, s.label, s.score, s.since, s.frame = r.state, label, r.score, s.run_t, frame
@@ -179,10 +183,17 @@ class ShelfTracker:
         self._changed.append((camera, i))
         if learned:
             return ()
-        return self._events(shelf, camera, i, before, frame, t)
+        return self._events(shelf, camera, i, before, frame, t, disturbed)
 
     def _events(
-        self, shelf: CameraShelf, camera: str, i: int, before: dict[str, Any] | None, frame: int, t: float
+        self,
+        shelf: CameraShelf,
+        camera: str,
+        i: int,
+        before: dict[str, Any] | None,
+        frame: int,
+        t: float,
+        disturbed: bool,
     ) -> list[Change]:
         s = shelf.slots[i]
         after = s.public()
@@ -192,7 +203,10 @@ class ShelfTracker:
             kinds.append("product_removed")
         elif s.state.occupied and was is SlotState.EMPTY:
             kinds.append("restocked")
-        elif s.state is SlotState.PRODUCT and was is SlotState.PRODUCT and before["label"] != s.label:
+        elif s.state is SlotState.PRODUCT and was is SlotState.PRODUCT and before["label"] != s.label and disturbed:
+            # Only after something passed in front: a product is swapped by a hand, and a hand (or the sudden
+            # change it leaves) reads `occluded`. A label that changes on an untouched facing is the model
+            # wavering; the state takes the new label without an event.
             kinds.append("product_changed")
         if kinds and kinds[0] != "product_removed" and shelf.misplaced(i):
             kinds.append("misplaced")
