@@ -91,7 +91,9 @@ class ShelfHub:
 
     def _publish_slot(self, camera: str, shelf: CameraShelf, slot: int) -> None:
         assert self.publisher is not None
-        self.publisher.publish(f"{camera}/{slot}/state", slot_payload(shelf, slot, time.time()), retain=True)
+        payload = slot_payload(shelf, slot, time.time())
+        del payload["seconds"]  # a retained message is read later: `since` stays true, a duration would not
+        self.publisher.publish(f"{camera}/{slot}/state", payload, retain=True)
 
     async def close(self) -> None:
         self.log.close()
@@ -118,7 +120,10 @@ class ShelfHub:
             "last_frame_at": shelf.last_t or None,
             "blocked": shelf.blocked,
             "slots": slots,
-            "counts": {state: sum(s["state"] == state for s in slots) for state in (*_STATES, None)},
+            "counts": {
+                **{state: sum(s["state"] == state for s in slots) for state in _STATES},
+                "unset": sum(s["state"] is None for s in slots),  # no state confirmed yet
+            },
             "out_of_stock": [
                 {"slot": s["slot"], "label": s["last_label"], "expected": s["expected"], "seconds": s["seconds"]}
                 for s in slots
@@ -174,7 +179,7 @@ def slot_payload(shelf: CameraShelf, i: int, now: float) -> dict[str, Any]:
         "state": s.state,
         "label": s.label if s.state is SlotState.PRODUCT else None,
         "last_label": s.label,  # for an empty slot: the product it held before (None if never seen)
-        "score": round(s.score, 4),
+        "score": round(s.score, 4) if s.state is not None and s.state.occupied else None,  # the model's, on a product
         "since": s.since or None,
         "seconds": round(now - s.since, 1) if s.state is not None else None,
         "expected": shelf.expected(i),
