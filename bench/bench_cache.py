@@ -22,25 +22,24 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shelfsense.config import parse_config
+from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.tools.dataset import read_split
+from shelfsense.tools.jpeg import encode_jpeg
+from shelfsense.types import Tier, percentiles
 
-from shelfsense.config import parse_config  # noqa: E402
-from shelfsense.recognition.recognizer import Recognizer  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def shelves(n: int, seed: int = 0) -> list[np.ndarray]:
-    data = SHARED / "datasets" / "grocery-store"
-    lines = (data / "val.txt").read_text().splitlines()
+    images = read_split(SHARED / "datasets" / "grocery-store", "val")
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(lines), size=n * 8, replace=False)
+    picks = rng.choice(len(images), size=n * 8, replace=False)
     frames = []
     for s in range(n):
         frame = np.zeros((480, 640, 3), np.uint8)
         for i in range(8):
-            img = cv2.imread(str(data / lines[picks[s * 8 + i]].split(",")[0]))
+            img = cv2.imread(str(images[picks[s * 8 + i]].path))
             r, c = divmod(i, 4)
             frame[r * 240 : (r + 1) * 240, c * 160 : (c + 1) * 160] = cv2.resize(
                 img, (160, 240), interpolation=cv2.INTER_AREA
@@ -50,9 +49,7 @@ def shelves(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def _encode(image: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
+    return encode_jpeg(np.clip(image, 0, 255).astype(np.uint8), quality)
 
 
 def footage(n_shelves: int, repeats: int, kind: str = "fixed", seed: int = 0) -> list[bytes]:
@@ -81,10 +78,6 @@ def footage(n_shelves: int, repeats: int, kind: str = "fixed", seed: int = 0) ->
     return out
 
 
-def pct(values: list[float], q: int) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 async def run(mode: str, frames: list[bytes], model: dict, cache_dir: Path, threads: int) -> dict:
     config = parse_config(
         {
@@ -107,30 +100,21 @@ async def run(mode: str, frames: list[bytes], model: dict, cache_dir: Path, thre
     finally:
         await r.close()
     hit = [x for x in results if x.all_hits]
-    miss = [x for x in results if all(s.cache == "miss" for s in x.slots)]
+    miss = [x for x in results if all(s.cache == Tier.MISS for s in x.slots)]
     slots = [s for x in results for s in x.slots]
 
     def breakdown(rows):
-        return {k: pct([x.timings()[k] for x in rows], 50) for k in ("decode", "hash", "lookup", "inference", "total")}
+        parts = ("decode", "hash", "lookup", "inference", "total")
+        return {k: percentiles((x.timings()[k] for x in rows), (50,))["p50"] for k in parts}
 
     return {
         "mode": mode,
         "frames": len(results),
         "fps": len(results) / (sum(x.latency_ms for x in results) / 1000.0),
         "inferences": invokes,
-        "hit_rate": sum(s.cache in ("memory", "disk") for s in slots) / len(slots),
-        "hit": {
-            "n": len(hit),
-            "p50": pct([x.latency_ms for x in hit], 50),
-            "p99": pct([x.latency_ms for x in hit], 99),
-            "parts": breakdown(hit) if hit else None,
-        },
-        "miss": {
-            "n": len(miss),
-            "p50": pct([x.latency_ms for x in miss], 50),
-            "p99": pct([x.latency_ms for x in miss], 99),
-            "parts": breakdown(miss),
-        },
+        "hit_rate": sum(s.cache.is_hit for s in slots) / len(slots),
+        "hit": {"n": len(hit), **percentiles((x.latency_ms for x in hit), (50, 99)), "parts": breakdown(hit)},
+        "miss": {"n": len(miss), **percentiles((x.latency_ms for x in miss), (50, 99)), "parts": breakdown(miss)},
     }
 
 
@@ -161,10 +145,16 @@ def report(kind: str, frames: list[bytes], rows: list[dict], args: argparse.Name
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The bench scripts' parser: their docstring as help, and the model (the shared MobileNetV2 by default)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
     ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    return ap
+
+
+def main() -> None:
+    ap = parser(__doc__)
     ap.add_argument("--shelves", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -25,14 +26,12 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
+from bench_cache import footage, parser  # the script beside this one (its folder is on sys.path)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench_cache import footage  # noqa: E402
+from shelfsense.client import FramePoster
+from shelfsense.types import percentiles
 
 VIEWS = 10  # frames of one shelf in a row, as its fixed camera sends them
-
-SHARED = ROOT.parent / "shared"
 
 
 def free_port() -> int:
@@ -52,7 +51,9 @@ def start_server(tmp: Path, cameras: int, model: str, labels: str, cache: bool) 
     )
     proc = subprocess.Popen(
         [
-            str(ROOT / ".venv" / "bin" / "shelfsense"),
+            sys.executable,
+            "-m",
+            "shelfsense.cli",
             "serve",
             "--config",
             str(cfg),
@@ -88,8 +89,7 @@ async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: floa
     shelves = len(frames) // VIEWS
     client_ms, server_ms, errors, sent = [], [], 0, 0
     deadline = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=cameras + 4)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with FramePoster(url, timeout_s=300.0, limit=cameras + 4) as poster:
 
         async def camera(i: int) -> None:
             nonlocal errors, sent
@@ -106,21 +106,13 @@ async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: floa
                 next_at += period
                 body = mine[n % VIEWS]
                 n += 1
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(
-                        f"{url}/v1/frames/cam-{i}", data=body, headers={"Content-Type": "image/jpeg"}
-                    ) as r:
-                        payload = await r.json()
-                        sent += 1
-                        if r.status != 200:
-                            errors += 1
-                            continue
-                except aiohttp.ClientError:
+                answer = await poster.post(f"cam-{i}", body, "image/jpeg")
+                sent += answer.failure is None
+                if answer.status != 200:
                     errors += 1
                     continue
-                client_ms.append((time.perf_counter() - t0) * 1000.0)
-                server_ms.append(payload["latency_ms"])
+                client_ms.append(answer.ms)
+                server_ms.append(json.loads(answer.body)["latency_ms"])
 
         t0 = time.monotonic()
         await asyncio.gather(*(camera(i) for i in range(cameras)))
@@ -137,7 +129,8 @@ async def load(url: str, frames: list[bytes], cameras: int, fps_per_camera: floa
 
 
 def p(values: list[float], q: int) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+    value = percentiles(values, (q,))[f"p{q}"]
+    return float("nan") if value is None else value
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -200,9 +193,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
-    ap.add_argument("--labels", default=str(SHARED / "models" / "imagenet_labels.txt"))
+    ap = parser(__doc__)
     ap.add_argument("--cameras", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--step-seconds", type=float, default=5.0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -29,6 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from shelfsense.recognition.hashing import COLOUR_GRID, L_WEIGHT, colour_signature, phash_bits
+from shelfsense.tools.dataset import SplitImage, read_split
+from shelfsense.tools.jpeg import encode_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"
@@ -38,31 +40,13 @@ PERTURBATIONS = ("jpeg", "noise", "brightness", "shift", "combined")
 PERCENTILES = (0, 1, 5, 25, 50, 75, 95, 99, 100)
 
 
-@dataclass
-class Photo:
-    path: Path
-    fine: int
-    coarse: int
-
-
-def load_list(data: Path, split: str) -> list[Photo]:
-    photos = []
-    for line in (data / f"{split}.txt").read_text().splitlines():
-        if line.strip():
-            rel, fine, coarse = (part.strip() for part in line.split(","))
-            photos.append(Photo(data / rel, int(fine), int(coarse)))
-    return photos
-
-
 def window(img: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
     h, w = img.shape[:2]
     return img[BORDER + dy : h - BORDER + dy, BORDER + dx : w - BORDER + dx]
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.imdecode(np.frombuffer(encode_jpeg(img, quality), np.uint8), cv2.IMREAD_COLOR)
 
 
 def noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -123,6 +107,60 @@ def pct_table(rows: dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
+Record = tuple[int, dict[int, float]]  # pHash distance, colour distance per grid
+
+
+@dataclass
+class Measured:
+    """Every photo's base key and the distances of its perturbed and hue-rotated copies to it."""
+
+    photos: list[SplitImage]
+    picked: int  # train photos among them
+    grids: list[int]
+    base_bits: list[int] = field(default_factory=list)
+    base_sig: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    pos: dict[str, list[Record]] = field(default_factory=lambda: {k: [] for k in PERTURBATIONS})
+    hue: dict[int, list[Record]] = field(default_factory=lambda: {a: [] for a in HUE_ANGLES})
+    chroma: list[float] = field(default_factory=list)
+
+    def split(self, records: list[Record]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        return (np.array([r[0] for r in records]), {g: np.array([r[1][g] for r in records]) for g in self.grids})
+
+
+def measure(
+    photos: list[SplitImage], picked: int, grids: list[int], variants: int, rng: np.random.Generator, quiet: bool
+) -> Measured:
+    m = Measured(photos, picked, grids, base_sig={g: [] for g in grids})
+    bar = tqdm(photos, desc="hashing", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+    for photo in bar:
+        img = cv2.imread(str(photo.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SystemExit(f"cannot read {photo.path}")
+        base = window(img)
+        bits = phash_bits(base)
+        sigs = {g: sig_array(colour_signature(base, g)) for g in grids}
+        m.base_bits.append(bits)
+        for g in grids:
+            m.base_sig[g].append(sigs[g])
+        lab = cv2.cvtColor(base, cv2.COLOR_BGR2Lab).astype(np.float32) - [0, 128, 128]
+        m.chroma.append(float(np.hypot(lab[..., 1], lab[..., 2]).mean()))
+
+        def record(variant: np.ndarray, sink: list, bits=bits, sigs=sigs) -> None:
+            d = (phash_bits(variant) ^ bits).bit_count()
+            cd = {
+                g: float(colour_dist_matrix(sigs[g][None], sig_array(colour_signature(variant, g))[None])[0, 0])
+                for g in grids
+            }
+            sink.append((d, cd))
+
+        for kind in PERTURBATIONS:
+            for _ in range(variants):
+                record(perturb(img, kind, rng), m.pos[kind])
+        for angle in HUE_ANGLES:
+            record(hue_rotate(base, angle), m.hue[angle])
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -134,87 +172,75 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
-    train = load_list(args.data, "train")
+    train = read_split(args.data, "train")
     picked = sorted(rng.choice(len(train), size=min(args.train, len(train)), replace=False))
-    photos = load_list(args.data, "val") + [train[i] for i in picked]
+    photos = read_split(args.data, "val") + [train[i] for i in picked]
     grids = [int(g) for g in args.grids.split(",")]
+    m = measure(photos, len(picked), grids, args.variants, rng, args.quiet)
+    print("\n".join(report(m, args.seed)))
+    return 0
 
-    base_bits, base_sig = [], {g: [] for g in grids}
-    pos: dict[str, list[tuple[int, dict[int, float]]]] = {k: [] for k in PERTURBATIONS}
-    hue: dict[int, list[tuple[int, dict[int, float]]]] = {a: [] for a in HUE_ANGLES}
-    chroma = []
-    bar = tqdm(photos, desc="hashing", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty())
-    for photo in bar:
-        img = cv2.imread(str(photo.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SystemExit(f"cannot read {photo.path}")
-        base = window(img)
-        bits = phash_bits(base)
-        sigs = {g: sig_array(colour_signature(base, g)) for g in grids}
-        base_bits.append(bits)
-        for g in grids:
-            base_sig[g].append(sigs[g])
-        lab = cv2.cvtColor(base, cv2.COLOR_BGR2Lab).astype(np.float32) - [0, 128, 128]
-        chroma.append(float(np.hypot(lab[..., 1], lab[..., 2]).mean()))
 
-        def record(variant: np.ndarray, sink: list, bits=bits, sigs=sigs) -> None:
-            d = (phash_bits(variant) ^ bits).bit_count()
-            cd = {
-                g: float(colour_dist_matrix(sigs[g][None], sig_array(colour_signature(variant, g))[None])[0, 0])
-                for g in grids
-            }
-            sink.append((d, cd))
-
-        for kind in PERTURBATIONS:
-            for _ in range(args.variants):
-                record(perturb(img, kind, rng), pos[kind])
-        for angle in HUE_ANGLES:
-            record(hue_rotate(base, angle), hue[angle])
-
-    n = len(photos)
-    bits_arr = np.array(base_bits, dtype=np.uint64)
+def report(m: Measured, seed: int) -> list[str]:
+    n, grids = len(m.photos), m.grids
+    bits_arr = np.array(m.base_bits, dtype=np.uint64)
     ham = np.bitwise_count(bits_arr[:, None] ^ bits_arr[None]).astype(np.int32)
-    fine = np.array([p.fine for p in photos])
+    fine = np.array([p.fine_id for p in m.photos])
     upper = np.triu(np.ones((n, n), dtype=bool), 1)
     diff_mask = upper & (fine[:, None] != fine[None])
     same_mask = upper & (fine[:, None] == fine[None])
-    cdist = {g: colour_dist_matrix(np.stack(base_sig[g]), np.stack(base_sig[g])) for g in grids}
-
-    def split(records: list) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        return (np.array([r[0] for r in records]), {g: np.array([r[1][g] for r in records]) for g in grids})
-
-    pos_all = [r for k in PERTURBATIONS for r in pos[k]]
-    hue_all = [r for a in HUE_ANGLES for r in hue[a]]
-    pos_h, pos_c = split(pos_all)
-    hue_h, hue_c = split(hue_all)
-    chroma_arr = np.array(chroma)
-    hue_chroma = np.concatenate([chroma_arr for _ in HUE_ANGLES])
+    cdist = {g: colour_dist_matrix(np.stack(m.base_sig[g]), np.stack(m.base_sig[g])) for g in grids}
+    pos_all = [r for k in PERTURBATIONS for r in m.pos[k]]
+    hue_all = [r for a in HUE_ANGLES for r in m.hue[a]]
+    pos_h, pos_c = m.split(pos_all)
+    hue_h, hue_c = m.split(hue_all)
 
     out = [
-        f"Photos: {n} ({n - len(picked)} val + {len(picked)} train, seed {args.seed}); "
+        f"Photos: {n} ({n - m.picked} val + {m.picked} train, seed {seed}); "
         f"{len(pos_all)} positive pairs, {int(diff_mask.sum())} different-product pairs, "
         f"{int(same_mask.sum())} same-class pairs, {len(hue_all)} hue-rotated pairs.",
         "",
     ]
     out += ["### pHash Hamming distance (percentiles)", ""]
-    rows = {f"positive: {k}": split(pos[k])[0] for k in PERTURBATIONS}
+    rows = {f"positive: {k}": m.split(m.pos[k])[0] for k in PERTURBATIONS}
     rows["positive: all"] = pos_h
     rows["different product"] = ham[diff_mask]
     rows["same class, other photo"] = ham[same_mask]
     for a in HUE_ANGLES:
-        rows[f"hue +{a} deg"] = split(hue[a])[0]
+        rows[f"hue +{a} deg"] = m.split(m.hue[a])[0]
     out += [pct_table(rows), ""]
 
     for g in grids:
         out += [f"### Colour distance, grid {g}x{g} (max over cells of Lab distance, L weight {L_WEIGHT})", ""]
-        rows = {f"positive: {k}": split(pos[k])[1][g] for k in PERTURBATIONS}
+        rows = {f"positive: {k}": m.split(m.pos[k])[1][g] for k in PERTURBATIONS}
         rows["different product"] = cdist[g][diff_mask]
         rows["same class, other photo"] = cdist[g][same_mask]
         for a in HUE_ANGLES:
-            rows[f"hue +{a} deg"] = split(hue[a])[1][g]
+            rows[f"hue +{a} deg"] = m.split(m.hue[a])[1][g]
         out += [pct_table(rows), ""]
+    g = COLOUR_GRID
+    pairs = Pairs(
+        pos_h, pos_c[g], ham[diff_mask], cdist[g][diff_mask], ham[same_mask], cdist[g][same_mask], hue_h, hue_c[g]
+    )
+    return out + hit_rate_tables(pairs) + chroma_table(np.array(m.chroma), hue_c[g])
 
-    out += [
+
+@dataclass
+class Pairs:
+    """pHash and colour distances (module grid) of each kind of pair."""
+
+    pos_h: np.ndarray
+    pos_c: np.ndarray
+    diff_h: np.ndarray
+    diff_c: np.ndarray
+    same_h: np.ndarray
+    same_c: np.ndarray
+    hue_h: np.ndarray
+    hue_c: np.ndarray
+
+
+def hit_rate_tables(p: Pairs) -> list[str]:
+    out = [
         f"### Hit rates by radius and colour tolerance (module grid {COLOUR_GRID}x{COLOUR_GRID})",
         "",
         "true = positive pairs that hit; false = different-product pairs that hit (count); "
@@ -223,18 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         "| d | tol | true hit % | false hits | false hit % | hue hits | hue hit % | same-class hits |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    g = COLOUR_GRID
-    diff_h, diff_c = ham[diff_mask], cdist[g][diff_mask]
-    same_h, same_c = ham[same_mask], cdist[g][same_mask]
     for d in range(4, 17, 2):
         for tol in (8, 10, 12, 14, 16, 20):
-            tp = np.mean((pos_h <= d) & (pos_c[g] <= tol)) * 100
-            fh = int(((diff_h <= d) & (diff_c <= tol)).sum())
-            hh = int(((hue_h <= d) & (hue_c[g] <= tol)).sum())
-            sh = int(((same_h <= d) & (same_c <= tol)).sum())
+            tp = np.mean((p.pos_h <= d) & (p.pos_c <= tol)) * 100
+            fh = int(((p.diff_h <= d) & (p.diff_c <= tol)).sum())
+            hh = int(((p.hue_h <= d) & (p.hue_c <= tol)).sum())
+            sh = int(((p.same_h <= d) & (p.same_c <= tol)).sum())
             out.append(
-                f"| {d} | {tol} | {tp:.2f} | {fh} | {fh / diff_mask.sum() * 100:.4f} | {hh} | "
-                f"{hh / len(hue_all) * 100:.2f} | {sh} |"
+                f"| {d} | {tol} | {tp:.2f} | {fh} | {fh / len(p.diff_h) * 100:.4f} | {hh} | "
+                f"{hh / len(p.hue_h) * 100:.2f} | {sh} |"
             )
     out.append("")
     out += [
@@ -245,11 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for d in range(0, 21, 2):
         out.append(
-            f"| {d} | {np.mean(pos_h <= d) * 100:.2f} | {int((diff_h <= d).sum())} | {np.mean(hue_h <= d) * 100:.1f} |"
+            f"| {d} | {np.mean(p.pos_h <= d) * 100:.2f} | {int((p.diff_h <= d).sum())} | "
+            f"{np.mean(p.hue_h <= d) * 100:.1f} |"
         )
     out.append("")
-    out += [
-        f"### Hue-rotated copies that pass the colour check, by photo mean chroma (grid {g})",
+    return out
+
+
+def chroma_table(chroma: np.ndarray, hue_c: np.ndarray) -> list[str]:
+    """Hue-rotated copies that pass the colour check, by the photo's mean chroma (module grid)."""
+    hue_chroma = np.concatenate([chroma for _ in HUE_ANGLES])
+    out = [
+        f"### Hue-rotated copies that pass the colour check, by photo mean chroma (grid {COLOUR_GRID})",
         "",
         "| mean chroma of photo | photos | hue copies within tol 12 | within tol 10 | within tol 8 |",
         "|---|---|---|---|---|",
@@ -259,12 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         sel = (hue_chroma >= lo) & (hue_chroma < hi)
         if sel.any():
             out.append(
-                f"| {lo}..{hi} | {int(((chroma_arr >= lo) & (chroma_arr < hi)).sum())} | "
-                f"{int((hue_c[g][sel] <= 12).sum())}/{int(sel.sum())} | {int((hue_c[g][sel] <= 10).sum())} | "
-                f"{int((hue_c[g][sel] <= 8).sum())} |"
+                f"| {lo}..{hi} | {int(((chroma >= lo) & (chroma < hi)).sum())} | "
+                f"{int((hue_c[sel] <= 12).sum())}/{int(sel.sum())} | {int((hue_c[sel] <= 10).sum())} | "
+                f"{int((hue_c[sel] <= 8).sum())} |"
             )
-    print("\n".join(out))
-    return 0
+    return out
 
 
 if __name__ == "__main__":

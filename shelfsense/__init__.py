@@ -1,16 +1,12 @@
 """ShelfSense: edge recognition for retail shelves.
 
-The path of one frame, one module per step::
+Layers, imports flowing downward only (docs/architecture.md)::
 
-    app.py / handlers.py   HTTP (aiohttp)
-    recognizer.py          decode -> slots -> key -> cache -> inference -> result
-    slots.py               shelf slot boxes per camera
-    hashing.py             perceptual key (pHash family + colour signature)
-    index.py               near-duplicate Hamming index
-    cache.py               memory LRU tier + diskcache tier
-    coalesce.py            single flight of concurrent misses
-    runtime.py             TFLite interpreter (LiteRT / tflite-runtime) and worker pool
-    stats.py               sliding-window latency and hit-rate statistics
+    cli/                               the `shelfsense` command
+    tools/ synth/ bench/ client.py     offline tools over the service and recognition
+    service/                           HTTP: socket guard, handlers, admission, stats, metrics
+    recognition/  footage/             decode -> slots -> key -> memory -> disk -> inference -> result | footage files
+    errors types locations config      the core
 """
 
 __version__ = "0.1.0"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import tomllib
 import types
@@ -24,38 +23,17 @@ from typing import Any
 import numpy as np
 
 from shelfsense.errors import ConfigError
-from shelfsense.shelfconfig import MqttConfig, ShelfConfig, parse_planogram, validate_shelf
+from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
+from shelfsense.shelfconfig import MqttConfig, ShelfConfig, check_planogram, parse_planogram, validate_shelf
 from shelfsense.types import Box
-
-_PACKAGE = Path(__file__).resolve().parent
-_CHECKOUT = _PACKAGE.parent
-# A checkout (the editable install) keeps config.toml and models/ at its top, the layout the project promises its
-# users; a wheel carries the same files as package data in shelfsense/bundle/ (pyproject.toml maps them there).
-IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "config.toml").is_file()
-BUNDLE_DIR = _CHECKOUT if IN_CHECKOUT else _PACKAGE / "bundle"
-BUNDLED_CONFIG = BUNDLE_DIR / "config.toml"
-BUNDLED_MODEL = BUNDLE_DIR / "models" / "grocery_int8.tflite"
-_STATE = {"state": True}  # field metadata: a writable path, kept out of site-packages
-
-
-def state_dir() -> Path:
-    """Where writable state goes by default: the checkout itself, or for an installed wheel $STATE_DIRECTORY
-    (systemd's StateDirectory=), else $XDG_STATE_HOME/shelfsense (~/.local/state/shelfsense)."""
-    if IN_CHECKOUT:
-        return _CHECKOUT
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "shelfsense"
-
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
 # a recording, so they must not be able to escape it.
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+CAMERA_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 def check_camera_id(camera: str) -> str:
-    if not CAMERA_ID.match(camera):
+    if not CAMERA_ID.fullmatch(camera):  # fullmatch: '$' would let a trailing newline through
         raise ValueError(
             f"camera id {camera[:80]!r} is not usable: use 1-64 characters from A-Z a-z 0-9 . _ - "
             "(not starting with '.' or '-')"
@@ -71,7 +49,15 @@ class ServerConfig:
     read_token: str = ""  # when set, /v1/stats, /metrics and the dashboard need it
     allow_unknown_cameras: bool = False  # unknown ids get one whole-frame slot instead of 404
     stats_window_s: float = 60.0
-    max_pending_frames: int = 32  # frames being processed at once; more answer 503
+    max_pending_frames: int = 32  # frames admitted and being recognised at once; more answer 503
+    # Admission and slow clients (docs/reliability.md): every limit answers fast with JSON, never by stalling.
+    max_frame_pixels: int = 3840 * 2160  # 4K; larger frames are refused from their header, before decoding
+    max_body_buffer_bytes: int = 64 * 1024 * 1024  # 64 MiB of bodies being received, all clients; over it 503
+    body_timeout_s: float = 10.0  # a frame body must arrive within this; slower answers 408
+    # A connection waiting for its next request's headers (new, idle, or sending them slowly) is closed after this.
+    keepalive_timeout_s: float = 15.0
+    max_connections: int = 256  # open connections; more are refused at once (capped below the descriptor limit)
+    max_cameras: int = 64  # cameras tracked with allow_unknown_cameras (stats, metrics); least recent forgotten
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,11 +81,10 @@ class CacheConfig:
     confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
-    disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=_STATE)
+    disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
-    # Shelf state (issue 12): a fully confirmed answer is re-inferred again after this long or this many hits.
-    reverify_s: float = 300.0  # 0: never by age
-    reverify_hits: int = 1024  # 0: never by count
+    reverify_s: float = 300.0  # a confirmed answer is re-inferred after this long (0: never) ...
+    reverify_hits: int = 1024  # ... or this many hits (0: never); issue 12, docs/shelf.md
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +97,7 @@ class TelemetryConfig:
 @dataclass(frozen=True, kw_only=True)
 class RecordConfig:
     enabled: bool = False
-    folder: Path = field(default_factory=lambda: state_dir() / "recordings", metadata=_STATE)
+    folder: Path = field(default_factory=lambda: state_dir() / "recordings", metadata=STATE_FIELD)
     cameras: tuple[str, ...] = ()  # empty: every camera
     max_bytes: int = 1024 * 1024 * 1024  # 1 GiB, oldest segments deleted beyond it
 
@@ -132,10 +117,14 @@ class CameraConfig:
     token: str = ""
     width: int | None = None  # expected frame size; boxes are checked against it when given
     height: int | None = None
-    planogram: tuple[str, ...] = ()  # expected product per slot ("" = any); shelf state (issue 12)
+    planogram: tuple[str, ...] = ()  # expected product per slot ("" = any); shelfconfig.py (issue 12)
 
-
-# ---- shelf state and events (issue 12): [shelf], [mqtt] and the planogram live in shelfconfig.py ---------------
+    @property
+    def slot_count(self) -> int:
+        """Slots of every frame of this camera, known before a frame is decoded (admission reserves them)."""
+        if self.slots:
+            return len(self.slots)
+        return self.grid.rows * self.grid.cols if self.grid is not None else 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -326,9 +315,7 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
     if camera.width and camera.height:
         slot_boxes(camera, camera.width, camera.height)
     if planogram and camera.width and camera.height:
-        n = len(slot_boxes(camera, camera.width, camera.height))
-        if len(planogram) != n:
-            raise ConfigError(f"Config '{where}.planogram' names {len(planogram)} products for {n} slots")
+        check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
     return camera
 
 
@@ -341,6 +328,24 @@ def _validate(c: Config) -> None:
     check(c.server.max_body_bytes >= 1024, "server.max_body_bytes", ">= 1024", c.server.max_body_bytes)
     check(c.server.stats_window_s > 0, "server.stats_window_s", "> 0", c.server.stats_window_s)
     check(c.server.max_pending_frames >= 1, "server.max_pending_frames", ">= 1", c.server.max_pending_frames)
+    check(c.server.max_frame_pixels >= 1, "server.max_frame_pixels", ">= 1", c.server.max_frame_pixels)
+    check(
+        c.server.max_body_buffer_bytes >= c.server.max_body_bytes,
+        "server.max_body_buffer_bytes",
+        ">= server.max_body_bytes",
+        c.server.max_body_buffer_bytes,
+    )
+    for key in ("body_timeout_s", "keepalive_timeout_s"):
+        check(getattr(c.server, key) > 0, f"server.{key}", "> 0", getattr(c.server, key))
+    check(c.server.max_connections >= 2, "server.max_connections", ">= 2", c.server.max_connections)
+    check(c.server.max_cameras >= 1, "server.max_cameras", ">= 1", c.server.max_cameras)
+    room = c.model.queue_size - c.model.threads
+    for camera in c.cameras.values():
+        if camera.slot_count > room:
+            raise ConfigError(
+                f"Camera '{camera.id}' has {camera.slot_count} slots but model.queue_size - model.threads leaves "
+                f"room for {room}: raise model.queue_size, or a frame of it could never be admitted"
+            )
     check(c.model.runtime in _RUNTIMES, "model.runtime", " | ".join(_RUNTIMES), c.model.runtime)
     check(1 <= c.model.threads <= 64, "model.threads", "1..64", c.model.threads)
     check(1 <= c.model.interpreter_threads <= 64, "model.interpreter_threads", "1..64", c.model.interpreter_threads)

@@ -3,7 +3,8 @@
 ShelfSenseError
 ├── ConfigError          configuration file or value is wrong (startup)
 ├── ModelError           model file missing, unreadable or of an unsupported shape
-├── BadImageError        400: body is not a decodable image
+├── BadImageError        400: body is not a whole JPEG/PNG, or of a size the camera does not take
+├── RequestTimeoutError  408: the body did not arrive within server.body_timeout_s
 ├── UnsupportedMediaError 415: content type we do not take
 ├── PayloadTooLargeError 413: body over server.max_body_bytes
 ├── UnknownCameraError   404: camera id not configured
@@ -31,6 +32,11 @@ class ModelError(ShelfSenseError):
 class BadImageError(ShelfSenseError):
     status = 400
     code = "bad_image"
+
+
+class RequestTimeoutError(ShelfSenseError):
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedMediaError(ShelfSenseError):

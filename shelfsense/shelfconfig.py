@@ -13,7 +13,7 @@ from typing import Any
 
 from shelfsense.errors import ConfigError
 
-__all__ = ["MqttConfig", "ShelfConfig", "parse_planogram", "shelf_state_path", "validate_shelf"]
+__all__ = ["MqttConfig", "ShelfConfig", "check_planogram", "parse_planogram", "shelf_state_path", "validate_shelf"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +51,11 @@ def shelf_state_path(config: Any) -> Path | None:
         return config.shelf.state_path
     disk = config.cache.disk_path if config.cache.enabled else None
     return disk.parent / "shelf" if disk is not None else None
+
+
+def check_planogram(where: str, planogram: tuple[str, ...], slots: int) -> None:
+    if len(planogram) != slots:
+        raise ConfigError(f"Config '{where}.planogram' names {len(planogram)} products for {slots} slots")
 
 
 def parse_planogram(where: str, value: Any) -> tuple[str, ...]:

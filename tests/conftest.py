@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# SHELFSENSE_SHARED names another copy (or none, to see what skips without it)
+SHARED = Path(os.environ.get("SHELFSENSE_SHARED") or ROOT.parent / "shared")
 
 
 def require_shared(*parts: str) -> Path:
@@ -70,14 +71,13 @@ def jpeg(frame, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-@pytest.fixture
-def make_config(mobilenet_v2: Path, imagenet_labels: Path, tmp_path: Path):
-    """Config factory on the shared MobileNetV2 with a fresh disk cache under tmp_path; overrides by section."""
+def config_factory(model: dict, tmp_path: Path):
+    """Config factory with a fresh disk cache under tmp_path; overrides by section."""
     from shelfsense.config import parse_config
 
     def make(**sections: dict) -> object:
         data: dict = {
-            "model": {"path": str(mobilenet_v2), "labels": str(imagenet_labels), "threads": 2},
+            "model": {**model, "threads": 2},
             "cache": {"disk_path": str(tmp_path / "cache")},
             "telemetry": {"sysfs_root": str(tmp_path / "no-sysfs"), "vcgencmd": str(tmp_path / "no-vcgencmd")},
             "cameras": {"shelf": {"grid": {"rows": 2, "cols": 4}}, "one": {}},
@@ -90,6 +90,20 @@ def make_config(mobilenet_v2: Path, imagenet_labels: Path, tmp_path: Path):
         return parse_config(data, base_dir=tmp_path)
 
     return make
+
+
+@pytest.fixture
+def make_config(mobilenet_v2: Path, imagenet_labels: Path, tmp_path: Path):
+    """Config factory on the shared MobileNetV2 (tests that assert what ImageNet says of real photos)."""
+    return config_factory({"path": str(mobilenet_v2), "labels": str(imagenet_labels)}, tmp_path)
+
+
+@pytest.fixture
+def own_config(tmp_path: Path):
+    """Config factory on the project's own bundled model: tests that only need a real classifier, no shared data."""
+    from shelfsense.locations import BUNDLED_MODEL
+
+    return config_factory({"path": str(BUNDLED_MODEL)}, tmp_path)
 
 
 FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"

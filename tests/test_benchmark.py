@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shelfsense.bench.benchmark import MODES, MotionGate, run_benchmark, thumbnail
+from shelfsense.bench.baselines import MotionGate, motion_view
+from shelfsense.bench.benchmark import MODES, run_benchmark
+from shelfsense.bench.report import format_report
 from shelfsense.cli.main import main
 from shelfsense.config import load_config
 from shelfsense.errors import ConfigError
@@ -75,14 +77,24 @@ def test_perceptual_cache_saves_inferences_that_exact_bytes_cannot(report: dict)
     assert ours["hits"] > exact["hits"]
     assert gate["inferences"] < modes["no-cache"]["inferences"]
     assert set(ours["sources"]) <= {"miss", "memory", "disk", "coalesced"}
-    assert {c["criterion"] for c in report["acceptance"]} >= {"more hits than the exact-bytes cache"}
+
+
+def test_issue_criteria_that_hold_on_any_machine(report: dict) -> None:
+    """The perceptual cache's criteria from the bench's issue, judged here rather than printed by the product.
+
+    Frames/s against no cache (>= 5x) depends on the machine and the model, and agreement against model
+    stability on footage long enough to measure both: those are for docs/benchmarks.md, not for a unit test.
+    """
+    modes = report["modes"]
+    ours, base, exact = modes["perceptual"], modes["no-cache"], modes["exact"]
+    assert (base["accuracy"]["rate"] - ours["accuracy"]["rate"]) * 100.0 <= 0.5
+    assert ours["hits"] > exact["hits"]
+    assert "acceptance" not in report and "PASS" not in format_report(report, 15.0)
 
 
 def test_frame_cost_splits_the_perceptual_frames_and_bounds_the_speed_up(
     report: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shelfsense.bench.benchmark import format_report
-
     cost, ours = report["frame_cost"], report["modes"]["perceptual"]
     # Every perceptual frame is either all hits or waited on an inference, and the first frame cannot hit.
     assert cost["all_hit_frames"] + cost["other_frames"] == FRAMES
@@ -91,8 +103,6 @@ def test_frame_cost_splits_the_perceptual_frames_and_bounds_the_speed_up(
     assert hit["decode"] > 0 and hit["keys"] > 0 and hit["lookups"] >= 0
     assert cost["ceiling"] == pytest.approx(cost["no_cache_ms"]["mean"] / hit["mean"])
     assert cost["other_ms"]["mean"] > 0 and ours["fps_vs_no_cache"] > 0  # timings compared in bench/, not here
-    five_x = next(c for c in report["acceptance"] if c["criterion"].startswith("perceptual frames/s"))
-    assert five_x["ceiling"] == cost["ceiling"]
     text = format_report(report, 15.0)
     assert f"ceiling: at a 100 % hit rate the perceptual cache could reach {cost['ceiling']:.2f}x" in text
 
@@ -115,14 +125,14 @@ def test_motion_gate_reuses_until_the_slot_changes(footage: Path) -> None:
 
     still = cv2.imread(str(next((footage / "frames" / "cam-0").glob("*.jpg"))))[20:120, 20:100]
     gate = MotionGate(1, threshold=15.0)
-    key = thumbnail(still)
+    key = motion_view(still)
     assert gate.reuse(0, key) is None
     gate.remember(0, key, [("red-carton", 0.9)])
     noisy = np.clip(still.astype(np.int16) + np.random.default_rng(0).integers(-3, 4, still.shape), 0, 255)
-    assert gate.reuse(0, thumbnail(noisy.astype(np.uint8))) == [("red-carton", 0.9)]
+    assert gate.reuse(0, motion_view(noisy.astype(np.uint8))) == [("red-carton", 0.9)]
     covered = still.copy()
     covered[:, : still.shape[1] // 2] = 255 - covered[:, : still.shape[1] // 2]
-    assert gate.reuse(0, thumbnail(covered)) is None
+    assert gate.reuse(0, motion_view(covered)) is None
 
 
 def test_without_camera_toml_or_truth_one_whole_frame_slot(footage: Path, config_file: Path, tmp_path: Path) -> None:

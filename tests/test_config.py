@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shelfsense.config import BUNDLED_CONFIG, BUNDLED_MODEL, Config, load_config, parse_config, slot_boxes
+from shelfsense.config import Config, load_config, parse_config, slot_boxes
 from shelfsense.errors import ConfigError
+from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL
 
 
 def test_bundled_config_documents_every_default() -> None:

@@ -28,7 +28,20 @@ def documented_error_codes() -> set[str]:
 
 @pytest.fixture
 def images(shared_dir: Path) -> dict[str, np.ndarray]:
+    """The shared photos, for tests that assert what ImageNet calls them."""
     return {p.stem: cv2.imread(str(p)) for p in sorted((shared_dir / "images").glob("*.[bj][mp]*"))}
+
+
+@pytest.fixture
+def pictures() -> dict[str, np.ndarray]:
+    """Four distinct textured pictures under the photos' names, for tests that need pictures, not labels."""
+    rng = np.random.default_rng(7)
+    out = {}
+    for i, name in enumerate(("hot_dog", "cat", "missvickie_potato_chips", "grace_hopper")):
+        base = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+        cv2.putText(base, name[:6], (40, 260), cv2.FONT_HERSHEY_SIMPLEX, 3 + i % 2, (255 - 60 * i, 60 * i, 128), 8)
+        out[name] = base
+    return out
 
 
 @pytest.fixture
@@ -109,14 +122,14 @@ async def test_multipart_and_png_frames(aiohttp_client, make_config, images) -> 
     assert resp.status == 200 and (await resp.json())["slots"][0]["cache"] == "memory"
 
 
-async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client, make_config, images) -> None:
-    config = make_config(
+async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client, own_config, pictures) -> None:
+    config = own_config(
         server={"max_body_bytes": 200_000},
         cameras={"one": {}, "locked": {"token": "s3cret"}},
     )
     client = await _client(aiohttp_client, config)
-    good = jpeg(cv2.resize(images["hot_dog"], (320, 240)))
-    full = jpeg(images["cat"])
+    good = jpeg(cv2.resize(pictures["hot_dog"], (320, 240)))
+    full = jpeg(pictures["cat"])
     cases = [
         (lambda: post(client, "one", b""), 400, "bad_image"),
         (lambda: post(client, "one", b"\x89PNG\r\n\x1a\n corrupt"), 400, "bad_image"),
@@ -160,9 +173,9 @@ async def test_every_error_answers_json_and_service_keeps_serving(aiohttp_client
     assert stats["errors"]["bad_image"] >= 3 and stats["errors"]["unknown_camera"] == 1
 
 
-async def test_overload_answers_503_with_retry_after(aiohttp_client, make_config, images) -> None:
-    client = await _client(aiohttp_client, make_config(server={"max_pending_frames": 1}, cache={"enabled": False}))
-    body = jpeg(tile([images["cat"]] * 8, 2, 4))
+async def test_overload_answers_503_with_retry_after(aiohttp_client, own_config, pictures) -> None:
+    client = await _client(aiohttp_client, own_config(server={"max_pending_frames": 1}, cache={"enabled": False}))
+    body = jpeg(tile([pictures["cat"]] * 8, 2, 4))
     responses = await asyncio.gather(*(post(client, "shelf", body) for _ in range(6)))
     statuses = sorted(r.status for r in responses)
     assert 200 in statuses and 503 in statuses
@@ -171,16 +184,16 @@ async def test_overload_answers_503_with_retry_after(aiohttp_client, make_config
     assert (await post(client, "shelf", body)).status == 200
 
 
-async def test_unknown_cameras_allowed_get_whole_frame(aiohttp_client, make_config, images) -> None:
-    client = await _client(aiohttp_client, make_config(server={"allow_unknown_cameras": True}))
-    resp = await post(client, "new-cam", jpeg(images["hot_dog"]))
+async def test_unknown_cameras_allowed_get_whole_frame(aiohttp_client, own_config, pictures) -> None:
+    client = await _client(aiohttp_client, own_config(server={"allow_unknown_cameras": True}))
+    resp = await post(client, "new-cam", jpeg(pictures["hot_dog"]))
     body = await resp.json()
-    h, w = images["hot_dog"].shape[:2]
+    h, w = pictures["hot_dog"].shape[:2]
     assert resp.status == 200 and body["slots"][0]["box"] == [0, 0, w, h]
 
 
-async def test_read_token_guards_stats_metrics_dashboard(aiohttp_client, make_config) -> None:
-    client = await _client(aiohttp_client, make_config(server={"read_token": "r"}))
+async def test_read_token_guards_stats_metrics_dashboard(aiohttp_client, own_config) -> None:
+    client = await _client(aiohttp_client, own_config(server={"read_token": "r"}))
     for path in ("/v1/stats", "/metrics", "/"):
         assert (await client.get(path)).status == 401
         assert (await client.get(path, headers={"Authorization": "Bearer x"})).status == 403
@@ -192,10 +205,10 @@ async def test_read_token_guards_stats_metrics_dashboard(aiohttp_client, make_co
     assert "open it as /?token=<token>" in (await (await client.get("/")).json())["detail"]
 
 
-async def test_metrics_parse_and_agree_with_stats(aiohttp_client, make_config, images, vcgencmd) -> None:
-    client = await _client(aiohttp_client, make_config(telemetry={"vcgencmd": str(vcgencmd), "interval_s": 0.05}))
+async def test_metrics_parse_and_agree_with_stats(aiohttp_client, own_config, pictures, vcgencmd) -> None:
+    client = await _client(aiohttp_client, own_config(telemetry={"vcgencmd": str(vcgencmd), "interval_s": 0.05}))
     for name in ("hot_dog", "cat", "hot_dog"):
-        assert (await post(client, "one", jpeg(images[name]))).status == 200
+        assert (await post(client, "one", jpeg(pictures[name]))).status == 200
     await post(client, "one", b"junk")
     await asyncio.sleep(0.2)
     text = await (await client.get("/metrics")).text()
@@ -218,8 +231,8 @@ async def test_metrics_parse_and_agree_with_stats(aiohttp_client, make_config, i
     assert stats["device"]["throttled"]["since_boot"]["throttled"] is True
 
 
-async def test_device_without_sensors_reports_null_with_reason(aiohttp_client, make_config) -> None:
-    client = await _client(aiohttp_client, make_config())
+async def test_device_without_sensors_reports_null_with_reason(aiohttp_client, own_config) -> None:
+    client = await _client(aiohttp_client, own_config())
     for _ in range(50):
         stats = await (await client.get("/v1/stats")).json()
         if stats["device"] is not None:
@@ -230,23 +243,23 @@ async def test_device_without_sensors_reports_null_with_reason(aiohttp_client, m
     assert stats["device"]["memory_rss_mb"] > 10
 
 
-async def test_missing_model_keeps_service_up(aiohttp_client, make_config, tmp_path: Path, images) -> None:
-    client = await aiohttp_client(create_app(make_config(model={"path": str(tmp_path / "gone.tflite")})))
+async def test_missing_model_keeps_service_up(aiohttp_client, own_config, tmp_path: Path, pictures) -> None:
+    client = await aiohttp_client(create_app(own_config(model={"path": str(tmp_path / "gone.tflite")})))
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     body = await ready.json()
     assert ready.status == 503 and "does not exist" in body["detail"]
     assert body["error"] == "not_ready" and "not_ready" in documented_error_codes()
-    resp = await post(client, "one", jpeg(images["cat"]))
+    resp = await post(client, "one", jpeg(pictures["cat"]))
     assert resp.status == 503 and (await resp.json())["error"] == "model_error"
     stats = await (await client.get("/v1/stats")).json()
     assert "does not exist" in stats["model"]["error"]
     assert (await client.get("/")).status == 200
 
 
-async def test_restart_serves_from_disk_over_http(aiohttp_client, make_config, images) -> None:
-    config = make_config()
-    body = jpeg(tile([images["cat"], images["hot_dog"]] * 4, 2, 4))
+async def test_restart_serves_from_disk_over_http(aiohttp_client, own_config, pictures) -> None:
+    config = own_config()
+    body = jpeg(tile([pictures["cat"], pictures["hot_dog"]] * 4, 2, 4))
     client = await _client(aiohttp_client, config)
     assert (await post(client, "shelf", body)).status == 200
     await client.close()  # runs the app's cleanup: queued disk writes land, the cache closes
@@ -255,29 +268,30 @@ async def test_restart_serves_from_disk_over_http(aiohttp_client, make_config, i
     assert {s["cache"] for s in slots} <= {"disk", "coalesced"} and "disk" in {s["cache"] for s in slots}
 
 
-async def test_record_tap_stores_exactly_what_cameras_posted(aiohttp_client, make_config, images, tmp_path) -> None:
+async def test_record_tap_stores_exactly_what_cameras_posted(aiohttp_client, own_config, pictures, tmp_path) -> None:
     from shelfsense.footage import open_footage
 
     folder = tmp_path / "rec"
-    config = make_config(
+    config = own_config(
         record={"enabled": True, "folder": str(folder), "cameras": ["one", "shelf"]},
         cameras={"one": {}, "shelf": {"grid": {"rows": 2, "cols": 4}}, "other": {}},
     )
     client = await _client(aiohttp_client, config)
-    sent = [("one", jpeg(images["cat"])), ("shelf", jpeg(tile([images["hot_dog"]] * 8, 2, 4))), ("one", b"junk")]
+    sent = [("one", jpeg(pictures["cat"])), ("shelf", jpeg(tile([pictures["hot_dog"]] * 8, 2, 4))), ("one", b"junk")]
     for camera, body in sent:
         await post(client, camera, body)
-    assert (await post(client, "other", jpeg(images["cat"]))).status == 200  # not in record.cameras
+    assert (await post(client, "other", jpeg(pictures["cat"]))).status == 200  # not in record.cameras
     await client.close()  # the recorder closes with the app
     with open_footage(folder) as footage:
         frames = list(footage)
-    assert [(f.camera, f.data) for f in frames] == sent  # the corrupt frame too: what the camera really sent
-    assert frames[0].t <= frames[1].t <= frames[2].t
+    # exactly the bytes cameras sent, but only frames that decoded: a corrupt body is refused, not recorded
+    assert [(f.camera, f.data) for f in frames] == sent[:2]
+    assert frames[0].t <= frames[1].t
 
 
-async def test_empty_disk_tier_is_reported_available(aiohttp_client, make_config) -> None:
+async def test_empty_disk_tier_is_reported_available(aiohttp_client, own_config) -> None:
     """A fresh disk cache holds nothing yet and is still open: readiness and stats must say so."""
-    client = await _client(aiohttp_client, make_config())
+    client = await _client(aiohttp_client, own_config())
     assert (await (await client.get("/readyz")).json())["cache"] == "memory+disk"
     stats = await (await client.get("/v1/stats")).json()
     assert stats["cache"]["disk_available"] is True and stats["cache"]["entries_disk"] == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 
 from shelfsense.cli.main import main
-from shelfsense.config import BUNDLED_MODEL
+from shelfsense.locations import BUNDLED_MODEL
 from shelfsense.recognition.runtime import Classifier, file_sha256
 from shelfsense.tools.modeltools import inspect_model
 

@@ -62,9 +62,9 @@ def _carton(bgr: tuple[int, int, int]) -> np.ndarray:
     return img
 
 
-async def test_colour_only_difference_is_not_a_hit(make_config) -> None:
+async def test_colour_only_difference_is_not_a_hit(own_config) -> None:
     """The same carton in red and in blue: near-equal luminance hash, different product."""
-    r = await Recognizer.create(make_config())
+    r = await Recognizer.create(own_config())
     try:
         red, blue = _carton((40, 40, 200)), _carton((200, 40, 40))
         a = await r.recognize("one", jpeg(red))
@@ -182,16 +182,16 @@ async def test_corrupt_disk_cache_degrades_to_memory(make_config, tmp_path: Path
         await r.close()
 
 
-async def test_unwritable_disk_cache_degrades_to_memory(make_config, tmp_path: Path) -> None:
+async def test_unwritable_disk_cache_degrades_to_memory(own_config, tmp_path: Path) -> None:
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
-    r = await Recognizer.create(make_config(cache={"disk_path": str(blocker / "cache")}))
+    r = await Recognizer.create(own_config(cache={"disk_path": str(blocker / "cache")}))
     try:
         assert not r.cache.disk.available
         assert r.cache.entries_disk == 0
     finally:
         await r.close()
-    r = await Recognizer.create(make_config(cache={"disk_path": str(blocker)}))
+    r = await Recognizer.create(own_config(cache={"disk_path": str(blocker)}))
     try:
         assert r.cache.disk.error == (
             f"open failed: NotADirectoryError: cache.disk_path {blocker} is a file, not a folder"
@@ -200,7 +200,7 @@ async def test_unwritable_disk_cache_degrades_to_memory(make_config, tmp_path: P
         await r.close()
     # sysfs refuses new folders even to root, so this is a permission failure wherever the tests run as.
     denied = Path("/sys/shelfsense-cache-test")
-    r = await Recognizer.create(make_config(cache={"disk_path": str(denied)}))
+    r = await Recognizer.create(own_config(cache={"disk_path": str(denied)}))
     try:
         assert not r.cache.disk.available and "PermissionError" in r.cache.disk.error
         assert f"(can this user create and write files in {denied}?)" in r.cache.disk.error
@@ -208,8 +208,8 @@ async def test_unwritable_disk_cache_degrades_to_memory(make_config, tmp_path: P
         await r.close()
 
 
-async def test_bad_frames_and_unknown_camera(make_config) -> None:
-    r = await Recognizer.create(make_config())
+async def test_bad_frames_and_unknown_camera(own_config) -> None:
+    r = await Recognizer.create(own_config())
     try:
         with pytest.raises(BadImageError, match="empty"):
             await r.recognize("one", b"")
@@ -218,7 +218,7 @@ async def test_bad_frames_and_unknown_camera(make_config) -> None:
         with pytest.raises(UnknownCameraError, match="'nope' is not configured"):
             await r.recognize("nope", jpeg(_carton((0, 0, 255))))
         box = [[0, 0, 300, 300]]
-        small = make_config(cameras={"s": {"slots": box}, "sized": {"slots": box, "width": 640, "height": 480}})
+        small = own_config(cameras={"s": {"slots": box}, "sized": {"slots": box, "width": 640, "height": 480}})
         r2 = await Recognizer.create(small)
         with pytest.raises(BadImageError, match="slot 0") as exc:
             await r2.recognize("s", jpeg(_carton((0, 0, 255))))
@@ -244,10 +244,10 @@ async def test_frame_result_breakdown(make_config, shared_dir: Path) -> None:
         await r.close()
 
 
-async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(make_config) -> None:
+async def test_empty_shelf_back_hits_despite_noise_and_other_colours_miss(own_config) -> None:
     """A textureless slot (product taken) has no picture to hash: its key is its colour, stable under noise."""
     # every frame hashed afresh; slot inferences only
-    r = await Recognizer.create(make_config(cache={"key_reuse_threshold": 0.0, "confirm_inferences": 1}))
+    r = await Recognizer.create(own_config(cache={"key_reuse_threshold": 0.0, "confirm_inferences": 1}))
     rng = np.random.default_rng(3)
 
     def empty_slot(bgr: tuple[int, int, int]) -> bytes:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_MODELS, jpeg, tile
 
-from shelfsense.config import BUNDLED_MODEL
+from shelfsense.locations import BUNDLED_MODEL
 
 
 def _port() -> int:
@@ -56,6 +56,8 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
     config.write_text(
         f'[server]\nport = {port}\nhost = "127.0.0.1"\n'
         f'[model]\npath = "{mobilenet_v2}"\nlabels = "{imagenet_labels}"\nthreads = 1\n'
+        # room for all eight 8-slot frames at once: admission reserves every slot of a frame
+        "queue_size = 72\n"
         f'[cache]\ndisk_path = "cache"\n[cameras.shelf]\ngrid = {{ rows = 2, cols = 4 }}\n'
     )
     images = [cv2.imread(str(p)) for p in sorted((shared_dir / "images").glob("*.[bj][mp]*"))]

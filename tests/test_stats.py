@@ -38,11 +38,14 @@ def test_percentiles_by_path_for_known_latencies() -> None:
     clock.now += 60  # a minute of service: rates are over the whole window
     snap = stats.snapshot()
     lat = snap["latency_ms"]
-    assert lat["hit"] == {"p50": 50.5, "p90": 90.1, "p99": 99.01, "count": 100}
-    assert lat["miss"]["p50"] == pytest.approx(np.percentile(misses, 50))
-    assert lat["miss"]["p99"] == pytest.approx(np.percentile(misses, 99), abs=1e-3)
-    assert lat["frame"]["p90"] == pytest.approx(np.percentile(hits + misses, 90), abs=1e-3)
-    assert snap["inference_ms"]["p50"] == pytest.approx(np.percentile([m / 2 for m in misses], 50))
+    # histogram bins are 2 % wide: every percentile within 1 % of numpy's exact figure
+    assert lat["hit"]["count"] == 100
+    for q in (50, 90, 99):
+        assert lat["hit"][f"p{q}"] == pytest.approx(np.percentile(hits, q), rel=0.01)
+    assert lat["miss"]["p50"] == pytest.approx(np.percentile(misses, 50), rel=0.01)
+    assert lat["miss"]["p99"] == pytest.approx(np.percentile(misses, 99), rel=0.01)
+    assert lat["frame"]["p90"] == pytest.approx(np.percentile(hits + misses, 90), rel=0.01)
+    assert snap["inference_ms"]["p50"] == pytest.approx(np.percentile([m / 2 for m in misses], 50), rel=0.01)
     c = snap["cache"]
     assert (c["memory_hits"], c["disk_hits"], c["misses"], c["coalesced"]) == (120, 100, 20, 0)
     assert c["hit_rate"] == pytest.approx(220 / 240, abs=1e-4) and c["hit_rate_window"] == c["hit_rate"]
@@ -59,7 +62,9 @@ def test_window_forgets_old_frames_but_counters_do_not() -> None:
     for ms in (1.0, 2.0, 3.0):
         stats.record(frame("a", ms, ["memory"]))
     snap = stats.snapshot()
-    assert snap["latency_ms"]["frame"] == {"p50": 2.0, "p90": 2.8, "p99": 2.98, "count": 3}
+    lat = snap["latency_ms"]["frame"]
+    assert lat["count"] == 3
+    assert (lat["p50"], lat["p90"], lat["p99"]) == pytest.approx((2.0, 2.8, 2.98), rel=0.01)
     assert snap["latency_ms"]["miss"] == {"p50": None, "p90": None, "p99": None, "count": 0}
     assert snap["cache"]["hit_rate_window"] == 1.0 and snap["cache"]["hit_rate"] == 3 / 8
     assert snap["throughput_fps"] == pytest.approx(0.3) and snap["frames"] == 8
@@ -73,9 +78,21 @@ def test_empty_stats_are_null_not_zero() -> None:
 
 
 def test_window_is_bounded_in_memory() -> None:
+    """Memory is fixed by the window, not by the frame rate: a thousand frames hold what ten did."""
     clock = Clock()
-    stats = Stats(window_s=60, max_samples=100, clock=clock)
+    stats = Stats(window_s=60, clock=clock)
+    for i in range(10):
+        stats.record(frame("a", float(i), ["memory"]))
+    held = stats.nbytes
     for i in range(1000):
         stats.record(frame("a", float(i), ["memory"]))
-    assert stats.snapshot()["latency_ms"]["frame"]["count"] == 100
-    assert stats.snapshot()["frames"] == 1000
+    assert stats.snapshot()["latency_ms"]["frame"]["count"] == 1010
+    assert stats.nbytes == held
+
+
+def test_forgotten_camera_leaves_the_snapshot() -> None:
+    stats = Stats(window_s=60, clock=Clock())
+    for cam in ("a", "b"):
+        stats.record(frame(cam, 1.0, ["memory"]))
+    stats.forget("a")
+    assert list(stats.snapshot()["cameras"]) == ["b"]

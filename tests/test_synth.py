@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import tomllib
 from pathlib import Path
 
@@ -8,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from shelfsense.cli.main import main
 from shelfsense.config import parse_config
 from shelfsense.footage import open_footage, read_truth
-from shelfsense.synth.synth import TINY_PRODUCTS, SynthResult, register, synthesize
+from shelfsense.synth.synth import TINY_PRODUCTS, SynthResult, synthesize
 
 SMALL = {"size": (320, 240), "rows": 2, "cols": 4}
 
@@ -167,10 +167,7 @@ def test_out_folder_must_be_empty_unless_forced(tmp_path: Path) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="shelfsense")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def test_cli_footage_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

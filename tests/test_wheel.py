@@ -47,7 +47,7 @@ def test_wheel_carries_config_and_model(installed: Path) -> None:
     out = _run(
         installed / "python",
         "-c",
-        "import shelfsense.config as c; print(c.IN_CHECKOUT, c.BUNDLED_CONFIG.is_file(), c.BUNDLED_MODEL.is_file())",
+        "import shelfsense.locations as c; print(c.IN_CHECKOUT, c.BUNDLED_CONFIG.is_file(), c.BUNDLED_MODEL.is_file())",
         cwd=installed,
     )
     assert out.split() == ["False", "True", "True"]

@@ -1,6 +1,7 @@
 """Footage on disk: ShelfSense recordings, folders of frames and video files, plus ground-truth files.
 
-`format` reads every kind lazily, `writer` appends frames to a recording, `truth` reads and writes ground truth.
+`format` reads every kind lazily, `writer` appends frames to a recording, `truth` reads and writes ground truth,
+`jpeg` is the one JPEG encoder.
 The layout is described in docs/footage.md.
 """
 

@@ -265,14 +265,16 @@ class VideoFootage(Footage):
     def _frames(self) -> Iterator[Frame]:
         import cv2
 
+        from shelfsense.footage.jpeg import encode_jpeg
+
         cap = cv2.VideoCapture(str(self.path))
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg_quality)]
         try:
             for i, (t, image) in enumerate(video_frames(cap, self.fps)):
-                ok, buf = cv2.imencode(".jpg", image, params)
-                if not ok:
-                    raise ValueError(f"{self.path}: frame {i} could not be re-encoded to JPEG")
-                yield Frame(self.camera, i, round(t, 6), buf.tobytes(), "image/jpeg")
+                try:
+                    data = encode_jpeg(image, self.jpeg_quality)
+                except ValueError:
+                    raise ValueError(f"{self.path}: frame {i} could not be re-encoded to JPEG") from None
+                yield Frame(self.camera, i, round(t, 6), data, "image/jpeg")
         finally:
             cap.release()
 

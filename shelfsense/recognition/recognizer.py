@@ -8,6 +8,7 @@ cache lookups of all slots run concurrently; misses go through single flight to 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,14 +22,17 @@ from shelfsense.config import CameraConfig, Config
 from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
-from shelfsense.recognition.decode import decode_frame, slot_crops
+from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slotstate import SlotLook, SlotState, SlotStateClassifier, StateRules, look_of
+from shelfsense.recognition.slotstate import SlotLook, SlotState, SlotStateClassifier, look_of
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
 _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 8, 3))
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -132,22 +136,14 @@ class Recognizer:
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
         self._confirming: dict[PerceptualKey, asyncio.Task] = {}
         self.confirmations = 0  # background inferences averaged into cached answers
+        self.confirm_failures = 0
         # Re-verification (issue 12): confirmed answers are re-inferred after cache.reverify_s / reverify_hits.
         self.reverifications = 0  # background re-inferences of fully confirmed answers
         self.reverify_changed = 0  # ... whose fresh top label disagreed, so the answer was restarted from it
         self._verified_at: OrderedDict[PerceptualKey, float] = OrderedDict()  # monotonic time of the last inference
-        shelf = config.shelf
-        self.states = (
-            SlotStateClassifier(
-                StateRules(
-                    unknown_below=shelf.unknown_below, empty_edges=shelf.empty_edges, changed_share=shelf.changed_share
-                )
-            )
-            if shelf.enabled
-            else None
-        )
+        self.states = SlotStateClassifier.from_config(config.shelf) if config.shelf.enabled else None
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
-        self._whole_frame: dict[str, CameraConfig] = {}
+        self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
 
     @classmethod
     async def create(cls, config: Config) -> Recognizer:
@@ -218,16 +214,19 @@ class Recognizer:
         if camera is not None:
             return camera
         if not self.config.server.allow_unknown_cameras:
-            raise UnknownCameraError(
-                f"Camera '{camera_id}' is not configured (known: {', '.join(sorted(self.config.cameras)) or 'none'})"
-            )
-        return self._whole_frame.setdefault(camera_id, CameraConfig(id=camera_id))
+            # The configured ids are not listed: this answer goes to callers that have shown no token yet.
+            raise UnknownCameraError(f"Camera '{camera_id}' is not configured")
+        camera = self._whole_frame.pop(camera_id, None) or CameraConfig(id=camera_id)
+        self._whole_frame[camera_id] = camera  # most recent last; the least recent is forgotten past the cap
+        while len(self._whole_frame) > self.config.server.max_cameras:
+            self._whole_frame.pop(next(iter(self._whole_frame)))
+        return camera
 
-    async def recognize(self, camera_id: str, image: bytes) -> FrameResult:
+    async def recognize(self, camera_id: str, image: bytes, header: FrameHeader | None = None) -> FrameResult:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image)
+        prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
         width, height, boxes, crops, keys, looks, decode_ms, hash_ms = prepared
         if keys is None:  # cache off: every slot inferred
             slots = await asyncio.gather(
@@ -253,10 +252,10 @@ class Recognizer:
             latency_ms=_ms(t0),
         )
 
-    def _decode_and_key(self, camera: CameraConfig, image: bytes) -> _Prepared:
+    def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
         """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
         t0 = time.perf_counter()
-        frame = decode_frame(image)
+        frame = decode_frame(image, header)
         height, width = frame.shape[:2]
         boxes, crops = slot_crops(frame, camera)
         t1 = time.perf_counter()
@@ -326,6 +325,10 @@ class Recognizer:
             prediction, _ = await self.pool.classify(crop_bgr)
         except OverloadedError:
             return  # a later hit will try again
+        except Exception:  # a background task: nobody awaits it, so its failure is logged and counted here
+            self.confirm_failures += 1
+            log.exception("background confirmation of a cached answer failed")
+            return
         assert self.cache is not None
         self.cache.confirm(key, prediction)
         self.confirmations += 1
@@ -367,6 +370,10 @@ class Recognizer:
         try:
             prediction, _ = await self.pool.classify(crop_bgr)
         except OverloadedError:
+            return
+        except Exception:  # a background task, as _confirm: logged and counted, never lost
+            self.confirm_failures += 1
+            log.exception("background re-verification of a cached answer failed")
             return
         assert self.cache is not None
         self.reverifications += 1

@@ -26,6 +26,8 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
+from shelfsense.shelfconfig import ShelfConfig
+
 __all__ = ["SlotLook", "SlotState", "SlotStateClassifier", "StateRules", "look_of"]
 
 THUMB = (16, 12)  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
@@ -92,6 +94,14 @@ class SlotStateClassifier:
     def __init__(self, rules: StateRules) -> None:
         self.rules = rules
         self._memory: dict[tuple[str, int], _Memory] = {}
+
+    @classmethod
+    def from_config(cls, shelf: ShelfConfig) -> SlotStateClassifier:
+        return cls(
+            StateRules(
+                unknown_below=shelf.unknown_below, empty_edges=shelf.empty_edges, changed_share=shelf.changed_share
+            )
+        )
 
     def classify(self, camera: str, looks: list[SlotLook], scores: list[float]) -> list[SlotState]:
         memories = [self._memory.setdefault((camera, i), _Memory()) for i in range(len(looks))]

@@ -19,6 +19,7 @@ from shelfsense.config import Config
 from shelfsense.errors import ShelfSenseError
 from shelfsense.footage import RecordingWriter
 from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor
 from shelfsense.service.handlers import error_middleware, setup_routes
 from shelfsense.service.metrics import Metrics
@@ -37,6 +38,7 @@ def create_app(config: Config) -> web.Application:
         stats=Stats(window_s=config.server.stats_window_s),
         metrics=Metrics(),
         monitor=DeviceMonitor(config.telemetry.sysfs_root, config.telemetry.vcgencmd),
+        admission=Admission(config),
     )
     app.cleanup_ctx.append(_recognizer_ctx)
     app.cleanup_ctx.append(_telemetry_ctx)

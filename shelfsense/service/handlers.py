@@ -9,27 +9,34 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
-from shelfsense.config import check_camera_id
+from shelfsense.config import ServerConfig, check_camera_id
 from shelfsense.errors import (
     AuthError,
     BadImageError,
     ModelError,
     OverloadedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ShelfSenseError,
     UnsupportedMediaError,
 )
+from shelfsense.recognition.decode import check_size, read_header
 from shelfsense.recognition.recognizer import CacheStatus
+from shelfsense.service.admission import Admission
 from shelfsense.service.frames import observe_frame
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from shelfsense.service.openapi import openapi
 from shelfsense.service.state import SERVICE, Service
 
 log = logging.getLogger(__name__)
@@ -39,14 +46,18 @@ TOKEN_PARAM = "token"  # cameras and the dashboard may send their token in the q
 BEARER_HINT = "send 'Authorization: Bearer <token>'"
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, error_id: str | None = None
+) -> web.Response:
+    body = {"error": code, "detail": detail} | ({"error_id": error_id} if error_id else {})
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Every failure becomes a JSON answer and is counted by kind; nothing reaches aiohttp's text/plain 500."""
     service = request.app[SERVICE]
     try:
         return await handler(request)
@@ -54,20 +65,36 @@ async def error_middleware(
         service.record_error(exc.code)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
         if exc.status >= 500:
-            log.warning("%s %s: %s", request.method, request.path, exc)
+            log.warning("%s %s: %s", request.method, redact_token(request.rel_url), exc)
         return error_response(exc.status, exc.code, str(exc), headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        service.record_error(code)
-        if exc.status == 404:
-            detail = f"No such endpoint: {request.method} {request.path}"
-        elif exc.status == 405:
-            detail = f"{request.method} is not allowed on {request.path} (allowed: {exc.headers.get('Allow', '')})"
-        else:
-            detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+        return _http_error(request, exc)
+    except ConnectionResetError as exc:  # the client went away mid-body (aiohttp's reset error is one too)
+        service.record_error("client_disconnected")
+        log.info("%s %s: client disconnected: %s", request.method, redact_token(request.rel_url), exc)
+        return error_response(400, "client_disconnected", "The connection was closed before the body arrived")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        error_id = uuid.uuid4().hex[:12]
+        kind = type(exc).__name__
+        service.record_error(f"internal_{kind}")
+        log.exception("error %s on %s %s", error_id, request.method, redact_token(request.rel_url))
+        return error_response(500, "internal_error", f"Unexpected {kind}; logged as error {error_id}", None, error_id)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = exc.reason.lower().replace(" ", "_")
+    request.app[SERVICE].record_error(code)
+    if exc.status == 404:
+        detail = f"No such endpoint: {request.method} {request.path}"
+    elif exc.status == 405:
+        detail = f"{request.method} is not allowed on {request.path} (allowed: {exc.headers.get('Allow', '')})"
+    else:
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k == "Allow"})
 
 
 def _token(request: web.Request) -> str | None:
@@ -83,35 +110,73 @@ def _check_token(request: web.Request, expected: str, what: str, how: str = BEAR
     given = _token(request)
     if given is None:
         raise AuthError(f"{what} needs a token: {how}")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # bytes, not str: compare_digest refuses non-ASCII strings, and a header may carry any byte
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
         raise AuthError(f"The token given for {what} is not valid", forbidden=True)
 
 
-async def _read_image(request: web.Request, max_bytes: int) -> bytes:
+async def _read_image(request: web.Request, server: ServerConfig, admission: Admission) -> bytes:
+    max_bytes = server.max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLargeError(
             f"Frame of {request.content_length} bytes is over server.max_body_bytes ({max_bytes} bytes)"
         )
     ctype = request.content_type
+    if ctype not in IMAGE_TYPES and ctype != "multipart/form-data":
+        raise UnsupportedMediaError(
+            f"Content-Type '{ctype}' is not supported: "
+            "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
+        )
+    body = bytearray()
     try:
-        if ctype in IMAGE_TYPES:
-            return await request.read()
-        if ctype == "multipart/form-data":
-            reader = await request.multipart()
-            async for part in reader:
-                if getattr(part, "name", None) == "frame":
-                    return bytes(await part.read())
-            raise BadImageError("multipart/form-data body has no field named 'frame'")
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)") from None
-    raise UnsupportedMediaError(
-        f"Content-Type '{ctype}' is not supported: "
-        "send image/jpeg, image/png or multipart/form-data with a 'frame' field"
-    )
+        async with asyncio.timeout(server.body_timeout_s):
+            if ctype in IMAGE_TYPES:
+                await _receive(request.content, body, max_bytes, admission)
+                return bytes(body)
+            return await _multipart_frame(request, body, max_bytes, admission)
+    except TimeoutError:
+        detail = f"The frame body did not arrive within server.body_timeout_s ({server.body_timeout_s} s)"
+        raise RequestTimeoutError(detail) from None
+    finally:
+        admission.give_body_bytes(len(body))
+
+
+async def _receive(stream: Any, body: bytearray, max_bytes: int, admission: Admission) -> None:
+    """Append `stream` to `body` as it arrives, each chunk accounted against the shared body buffer first."""
+    while chunk := await stream.readany():
+        admission.take_body_bytes(len(chunk))
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(f"Frame is over server.max_body_bytes ({max_bytes} bytes)")
+
+
+async def _multipart_frame(request: web.Request, body: bytearray, max_bytes: int, admission: Admission) -> bytes:
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:  # no or a broken boundary
+        raise BadImageError(f"The multipart/form-data body cannot be parsed: {exc}") from None
+    async for part in reader:
+        if getattr(part, "name", None) == "frame":
+            await _receive(_PartStream(part), body, max_bytes, admission)
+            return bytes(body)
+        await part.release()
+    raise BadImageError("multipart/form-data body has no field named 'frame'")
+
+
+class _PartStream:
+    """A multipart body part read like a request stream (readany)."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = part
+
+    async def readany(self) -> bytes:
+        return bytes(await self.part.read_chunk())
 
 
 async def post_frame(request: web.Request) -> web.Response:
+    """HTTP -> admission -> decode -> slots -> ... (recognizer) -> result -> stats; each refusal fast and in JSON."""
     service: Service = request.app[SERVICE]
+    server = service.config.server
     camera_id = request.match_info["camera"]
     try:
         check_camera_id(camera_id)
@@ -122,18 +187,14 @@ async def post_frame(request: web.Request) -> web.Response:
         raise ModelError(f"Not ready: {service.model_error}")
     camera = recognizer.camera(camera_id)  # 404 before reading a body we would not use
     _check_token(request, camera.token, f"camera '{camera_id}'")
-    if service.pending_frames >= service.config.server.max_pending_frames:
-        n = service.pending_frames
-        raise OverloadedError(f"{n} frame{'s are' if n != 1 else ' is'} already being processed; retry shortly")
-    service.pending_frames += 1
-    try:
-        t0 = time.perf_counter()
-        image = await _read_image(request, service.config.server.max_body_bytes)
-        if service.recorder is not None:
-            await _record(service, camera_id, image, request.content_type)
-        result = await recognizer.recognize(camera_id, image)
-    finally:
-        service.pending_frames -= 1
+    t0 = time.perf_counter()
+    image = await _read_image(request, server, service.admission)
+    header = read_header(image)  # the format and size from the header alone: bombs stop here
+    check_size(header, camera, server.max_frame_pixels)
+    with service.admission.frame(camera.slot_count):
+        result = await recognizer.recognize(camera_id, image, header)
+    if service.recorder is not None:  # only frames that decoded are recorded
+        await _record(service, camera_id, image, header.content_type)
     service.record(result)
     frame = service.next_frame_number(camera_id)
     observe_frame(service, result, frame, image)  # shelf state and events (service/frames.py)
@@ -175,7 +236,8 @@ def stats_payload(service: Service) -> dict:
         confirmations=recognizer.confirmations if recognizer else 0,
     )
     payload["queue_depth"] = recognizer.queue_depth if recognizer else 0
-    payload["frames_in_flight"] = service.pending_frames
+    payload["frames_in_flight"] = service.admission.frames
+    payload["body_bytes_receiving"] = service.admission.body_bytes
     if recognizer:
         payload["model"] = {
             "name": recognizer.model.name,
@@ -211,6 +273,10 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.Response(body=page, content_type="text/html", charset="utf-8")
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi())
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -240,6 +306,15 @@ def redact_token(url: str | URL) -> str:
     if TOKEN_PARAM not in url.query:
         return str(url)
     return str(url.with_query([(k, "redacted" if k == TOKEN_PARAM else v) for k, v in url.query.items()]))
+
+
+_TOKEN_IN_TEXT = re.compile(rf"({TOKEN_PARAM}=)[^&\s'\"]*", re.IGNORECASE)
+_BEARER_IN_TEXT = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Free text (an exception's message quoting a raw request line, say) without token values."""
+    return _BEARER_IN_TEXT.sub(r"\1redacted", _TOKEN_IN_TEXT.sub(r"\1redacted", text))
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
@@ -277,3 +352,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", dashboard)
+    app.router.add_get("/openapi.json", openapi_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -47,6 +48,11 @@ class Metrics:
             if s.cache is Tier.MISS:
                 self.inference.observe(s.inference_ms / 1000.0)
         self.frame_latency.labels("hit" if result.all_hits else "miss").observe(result.latency_ms / 1000.0)
+
+    def forget(self, camera: str) -> None:
+        """Remove a camera's series (an unknown camera evicted to keep the label set bounded)."""
+        with contextlib.suppress(KeyError):
+            self.frames.remove(camera)
 
     def record_error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

@@ -9,51 +9,28 @@ held, because a shelf camera's old picture is worth nothing once a newer one exi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import random
-import signal
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
-
+from shelfsense.client import CONNECTION_FAILURES, FramePoster, slot_tier
 from shelfsense.config import check_camera_id
-from shelfsense.footage import Footage, open_footage
-from shelfsense.tools.record import Source, SourceError, encode_jpeg, open_capture, parse_source, sample_frames
+from shelfsense.errors import SourceError
+from shelfsense.tools.capture import FrameSource
+from shelfsense.types import percentiles
+
+__all__ = ["AgentStats", "CameraAgent", "Grabbed", "LatestFrame", "run_agent"]
 
 log = logging.getLogger(__name__)
 
-# Errors a restart or a network blip causes; after one of them a success counts as a reconnect.
-CONNECTION_KINDS = frozenset({"connect", "disconnected", "timeout"})
 # HTTP statuses that mean "try again later"; any other 4xx will not get better by resending the frame.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def check_server_url(url: str) -> str:
-    """`url` when it is an http(s) URL naming a host, else ValueError saying what --url needs.
-
-    aiohttp refuses anything else only at the first request, which a retrying sender would count as one
-    more failed post, forever.
-    """
-    parts = urlsplit(str(url))
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:  # a port that is not a number, or out of range
-        port_ok = False
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
-        hint = f" (did you mean 'http://{url}'?)" if "://" not in str(url) and url else ""
-        raise ValueError(f"--url must be an http:// or https:// URL, got {str(url)!r}{hint}")
-    return url
 
 
 @dataclass
@@ -85,20 +62,6 @@ class AgentStats:
     max_attempts_per_frame: int = 0
     backoff_s: float = 0.0  # the last backoff delay chosen
     latency_ms: list[float] = field(default_factory=list, repr=False)  # since the last summary only
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "grabbed": self.grabbed,
-            "sent": self.sent,
-            "ok": self.ok,
-            "failed": self.failed,
-            "dropped": self.dropped,
-            "attempts": self.attempts,
-            "retries": self.retries,
-            "reconnects": self.reconnects,
-            "source_errors": self.source_errors,
-            "errors": dict(self.errors),
-        }
 
     def line(self) -> str:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
@@ -145,63 +108,6 @@ class LatestFrame:
         return 0 if self._frame is None else 1
 
 
-class FrameSource:
-    """Frames as (t seconds since start, encoded bytes, content type) from a blocking iterator.
-
-    Capture sources (devices, streams, video files) go through OpenCV and are JPEG-encoded; footage
-    folders (recordings, folders of frames) are sent as stored, one every 1/fps seconds, which makes them
-    a camera stand-in for tests. Files and footage can loop; live sources run until they fail.
-    """
-
-    def __init__(self, source: str | Path, *, fps: float, jpeg_quality: int = 85, loop: bool = False) -> None:
-        source = str(source)
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        self.fps = fps
-        self.jpeg_quality = jpeg_quality
-        self.loop = loop
-        self.footage: Footage | None = None
-        self.capture: Source | None = None
-        path = Path(source)
-        if not source.isdigit() and path.is_dir():
-            self.footage = open_footage(path, fps=fps, jpeg_quality=jpeg_quality)
-        else:
-            self.capture = parse_source(source)
-            open_capture(self.capture).release()  # fail now, with the reason, rather than inside the run
-        self.name = str(source)
-
-    @property
-    def live(self) -> bool:
-        return self.capture is not None and self.capture.live
-
-    def frames(self) -> Iterator[tuple[float, bytes, str]]:
-        offset = 0.0
-        while True:
-            t = 0.0
-            for t, data, ctype in self._pass():
-                yield offset + t, data, ctype
-            if not self.loop or self.live:
-                return
-            offset += t + 1.0 / self.fps
-
-    def _pass(self) -> Iterator[tuple[float, bytes, str]]:
-        if self.footage is not None:
-            for i, frame in enumerate(self.footage):
-                yield i / self.fps, frame.data, frame.content_type
-            return
-        assert self.capture is not None
-        cap = open_capture(self.capture)
-        try:
-            for t, image in sample_frames(cap, self.capture, fps=self.fps):
-                yield t, encode_jpeg(image, self.jpeg_quality), "image/jpeg"
-        finally:
-            cap.release()
-
-    def close(self) -> None:
-        if self.footage is not None:
-            self.footage.close()
-
-
 class CameraAgent:
     def __init__(
         self,
@@ -218,17 +124,14 @@ class CameraAgent:
         rng: random.Random | None = None,
     ) -> None:
         check_camera_id(camera)
-        check_server_url(url)
         if max_retries < 0 or backoff_base_s <= 0 or backoff_cap_s < backoff_base_s:
             raise ValueError("need max_retries >= 0 and 0 < backoff_base_s <= backoff_cap_s")
         self.source = source
-        self.url = f"{url.rstrip('/')}/v1/frames/{camera}"
+        self.poster = FramePoster(url, token=token, timeout_s=timeout_s)  # checks the URL
         self.camera = camera
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
-        self.timeout_s = timeout_s
         self.summary_s = summary_s
         self.rng = rng or random.Random()
         self.stats = AgentStats()
@@ -251,9 +154,8 @@ class CameraAgent:
         grabber = asyncio.create_task(self._grab(stop, executor, max_frames), name="shelfsense-grabber")
         summary = asyncio.create_task(self._summaries(stop), name="shelfsense-agent-summary")
         try:
-            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-            async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
-                await self._send(session, stop)
+            async with self.poster:
+                await self._send(stop)
         finally:
             stop.set()
             for task in (grabber, summary):
@@ -330,7 +232,7 @@ class CameraAgent:
         else:
             self.stats.failed += 1
 
-    async def _send(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    async def _send(self, stop: asyncio.Event) -> None:
         failures = 0  # consecutive failed POSTs, whatever frame they carried
         link_down = False
         retry_after: float | None = None
@@ -359,7 +261,7 @@ class CameraAgent:
                 attempts += 1
                 self.stats.attempts += 1
                 self.stats.max_attempts_per_frame = max(self.stats.max_attempts_per_frame, attempts)
-                kind, retry_after = await self._post(session, frame)
+                kind, retry_after = await self._post(frame)
                 if link_down and (kind is None or kind.startswith("http_")):
                     # Any answer means the server is back, even one refusing this frame.
                     self.stats.reconnects += 1
@@ -376,54 +278,44 @@ class CameraAgent:
                     failures = 0  # the server is up and answered: the frame or the configuration is the problem
                     break
                 failures += 1
-                link_down = link_down or kind in CONNECTION_KINDS
+                # After a restart or a network blip, the next answer counts as a reconnect.
+                link_down = link_down or kind in CONNECTION_FAILURES
                 if attempts > self.max_retries:
                     self._settle(ok=False)
                     break
 
-    async def _post(self, session: aiohttp.ClientSession, frame: Grabbed) -> tuple[str | None, float | None]:
+    async def _post(self, frame: Grabbed) -> tuple[str | None, float | None]:
         """POST one frame: (None, None) on 200, else (error kind, Retry-After seconds or None)."""
-        t0 = time.perf_counter()
-        try:
-            async with session.post(self.url, data=frame.data, headers={"Content-Type": frame.content_type}) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = _seconds(resp.headers.get("Retry-After"))
-        except aiohttp.ClientConnectorError as exc:
-            return self._failed(frame, "connect", exc), None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
-            return self._failed(frame, "disconnected", exc), None
-        except TimeoutError as exc:
-            return self._failed(frame, "timeout", exc), None
-        except aiohttp.ClientError as exc:
-            return self._failed(frame, "client", exc), None
-        ms = (time.perf_counter() - t0) * 1000.0
-        if status == 200:
-            self.stats.latency_ms.append(ms)
+        answer = await self.poster.post(self.camera, frame.data, frame.content_type)
+        if answer.failure is not None:
+            log.debug("camera %s frame %d: %s (%s)", self.camera, frame.number, answer.failure, answer.exception)
+            return answer.failure, None
+        if answer.status == 200:
+            self.stats.latency_ms.append(answer.ms)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("camera %s frame %d: 200 in %.1f ms %s", self.camera, frame.number, ms, _brief(body))
+                log.debug(
+                    "camera %s frame %d: 200 in %.1f ms %s", self.camera, frame.number, answer.ms, _brief(answer.body)
+                )
             return None, None
-        kind = f"http_{status}"
-        detail = body[:200].decode("utf-8", "replace")
-        if status in RETRY_STATUSES:
-            log.debug("camera %s frame %d: %d in %.1f ms: %s", self.camera, frame.number, status, ms, detail)
+        kind = f"http_{answer.status}"
+        detail = answer.body[:200].decode("utf-8", "replace")
+        if answer.status in RETRY_STATUSES:
+            log.debug(
+                "camera %s frame %d: %d in %.1f ms: %s", self.camera, frame.number, answer.status, answer.ms, detail
+            )
         elif kind not in self._warned:
             # A wrong token or an unknown camera will not fix itself: say it loudly, once.
             self._warned.add(kind)
-            log.error("camera %s: server refused a frame with %d: %s", self.camera, status, detail)
-        return kind, retry_after
-
-    def _failed(self, frame: Grabbed, kind: str, exc: BaseException) -> str:
-        log.debug("camera %s frame %d: %s (%s)", self.camera, frame.number, kind, exc or type(exc).__name__)
-        return kind
+            log.error("camera %s: server refused a frame with %d: %s", self.camera, answer.status, detail)
+        return kind, answer.retry_after
 
     async def _summaries(self, stop: asyncio.Event) -> None:
         last = AgentStats()
         while not await _wait(stop, self.summary_s):
             s = self.stats
-            lat = sorted(s.latency_ms)
+            median = percentiles(s.latency_ms, (50,))["p50"]
             s.latency_ms = []
-            p50 = f"{lat[len(lat) // 2]:.0f} ms" if lat else "-"
+            p50 = "-" if median is None else f"{median:.0f} ms"
             log.info(
                 "camera %s, last %.0f s: %d sent, %d ok, %d failed, %d dropped, %d retries, p50 %s | total: %s",
                 self.camera,
@@ -450,20 +342,11 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
     return stop.is_set()
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None  # an HTTP-date Retry-After: the backoff decides alone
-
-
 def _brief(body: bytes) -> str:
-    import json
-
     try:
         data = json.loads(body)
         slots = data.get("slots", [])
-        hits = sum(s.get("cache") in ("memory", "disk") for s in slots)
+        hits = sum(tier is not None and tier.is_hit for tier in map(slot_tier, slots))
         return f"(server frame {data.get('frame')}, {len(slots)} slots, {hits} cached, {data.get('latency_ms')} ms)"
     except (ValueError, AttributeError):
         return ""
@@ -510,88 +393,3 @@ async def run_agent(
     if agent_out is not None:
         agent_out.append(agent)
     return await agent.run(stop or asyncio.Event(), max_frames)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "camera",
-        help="run the camera agent: grab frames and post them to a ShelfSense server",
-        description=(
-            "Grab frames from --source at --fps and POST them to --url as camera --camera, dropping stale frames "
-            "and retrying through server restarts. Stops on Ctrl-C / SIGTERM, at the end of a file or footage "
-            "without --loop, or after --max-frames. Exit status 0, 1 when frames were sent and none was "
-            "delivered, 2 on bad arguments or a source that cannot be opened."
-        ),
-    )
-    p.add_argument(
-        "--source", required=True, help="V4L2 device (0, /dev/video0), RTSP/HTTP URL, video file or footage folder"
-    )
-    p.add_argument("--url", required=True, help="server base URL (http:// or https://), e.g. http://shelfpi.local:8080")
-    p.add_argument("--camera", required=True, help="camera id as configured on the server")
-    p.add_argument(
-        "--fps",
-        type=float,
-        default=2.0,
-        help="frames per second to send (default 2); a video file is paced by its own timestamps and only "
-        "thinned to at most this rate, a footage folder is sent at exactly this rate",
-    )
-    p.add_argument("--token", default="", help="the camera's bearer token, if the server sets one")
-    p.add_argument("--jpeg-quality", type=int, default=85)
-    p.add_argument("--loop", action="store_true", help="replay a video file or footage folder endlessly")
-    p.add_argument(
-        "--max-frames",
-        type=int,
-        help="stop after grabbing this many frames, once each was sent (answered or given up) or dropped as stale; "
-        "ends during a server outage too, with exit status 1 when none was delivered",
-    )
-    p.add_argument("--max-retries", type=int, default=3, help="retries per frame before it is given up")
-    p.add_argument("--backoff-cap", type=float, default=10.0, help="longest wait between retries, seconds")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    p.add_argument("--summary-every", type=float, default=10.0, help="seconds between summary log lines")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if not 1 <= args.jpeg_quality <= 100:
-        print(f"shelfsense camera: --jpeg-quality must be within 1..100, got {args.jpeg_quality}", file=sys.stderr)
-        return 2
-    if args.max_frames is not None and args.max_frames < 1:
-        print(f"shelfsense camera: --max-frames must be at least 1, got {args.max_frames}", file=sys.stderr)
-        return 2
-    try:
-        check_server_url(args.url)  # before the source: opening a stream may take seconds
-        source = FrameSource(args.source, fps=args.fps, jpeg_quality=args.jpeg_quality, loop=args.loop)
-        check_camera_id(args.camera)
-    except (ValueError, OSError) as exc:
-        print(f"shelfsense camera: {exc}", file=sys.stderr)
-        return 2
-
-    async def main() -> AgentStats:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            return await run_agent(
-                source,
-                args.url,
-                args.camera,
-                token=args.token,
-                stop=stop,
-                max_frames=args.max_frames,
-                max_retries=args.max_retries,
-                backoff_base_s=min(0.5, args.backoff_cap),
-                backoff_cap_s=args.backoff_cap,
-                timeout_s=args.timeout,
-                summary_s=args.summary_every,
-            )
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    stats = asyncio.run(main())
-    print(f"camera {args.camera}: {stats.line()}", file=sys.stderr)
-    if stats.sent and not stats.ok:
-        print(f"camera {args.camera}: nothing was delivered to {args.url} ({stats.sent} sent, 0 ok)", file=sys.stderr)
-        return 1
-    return 0

@@ -8,9 +8,6 @@ has a coarse labels file beside it: one coarse name per fine label).
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import sys
 import time
 from collections import defaultdict
@@ -23,8 +20,7 @@ from tqdm import tqdm
 
 from shelfsense.errors import ModelError
 from shelfsense.recognition.runtime import Classifier, read_labels
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+from shelfsense.tools.dataset import CLASSES_NAME, labelled_images, read_classes, read_split
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,29 +82,19 @@ def resolve_split(data: Path, split: str | None = None) -> str:
 def load_samples(data: Path, split: str | None = None) -> list[Sample]:
     """Samples of a grocery-store style dataset split, or of a folder of class folders (see resolve_split)."""
     split = resolve_split(data, split)
-    index = data / f"{split}.txt"
-    if index.is_file():
-        fine, coarse = {}, {}
-        classes = data / "classes.csv"
-        if classes.is_file():
-            with classes.open(newline="") as fh:
-                for row in csv.DictReader(fh):
-                    fine[row["Class ID (int)"].strip()] = row["Class Name (str)"].strip()
-                    coarse[row["Coarse Class ID (int)"].strip()] = row["Coarse Class Name (str)"].strip()
-        samples = []
-        for line in index.read_text().splitlines():
-            if not line.strip():
-                continue
-            rel, fine_id, coarse_id = (part.strip() for part in line.split(","))
-            path = data / rel
-            samples.append(Sample(path, fine.get(fine_id, path.parent.name), coarse.get(coarse_id)))
-        return samples
+    if (data / f"{split}.txt").is_file():
+        classes = read_classes(data / CLASSES_NAME) if (data / CLASSES_NAME).is_file() else {}
+        coarse = {c.coarse_id: c.coarse_name for c in classes.values()}
+        return [
+            Sample(
+                image.path,
+                classes[image.fine_id].name if image.fine_id in classes else image.path.parent.name,
+                coarse.get(image.coarse_id),
+            )
+            for image in read_split(data, split)
+        ]
     folder = data / split if split else data
-    samples = [
-        Sample(p, p.parent.name, None)
-        for p in sorted(folder.rglob("*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.parent != folder
-    ]
+    samples = [Sample(path, label, None) for path, label in labelled_images(folder) if path.parent != folder]
     if not samples:
         raise ModelError(f"No {split + '.txt and no ' if split else ''}class folders of images under {folder}")
     return samples
@@ -173,105 +159,3 @@ def evaluate(
         "worst_classes": [{"label": k, "correct": v[0], "total": v[1]} for k, v in worst],
         "ms_per_image_p50": round(float(np.median(invoke_ms)), 3),
     }
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    info = inspect_model(Path(args.model), Path(args.labels) if args.labels else None, args.runtime)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    i, o = info["input"], info["output"]
-    print(f"model    {info['path']}")
-    print(f"size     {info['size_bytes'] / 1e6:.2f} MB   sha256 {info['sha256']}")
-    print(f"runtime  {info['runtime']}   ops {info['ops']}")
-    print(f"input    {i['shape']} {i['dtype']}  quantization scale={i['scale']:.6g} zero_point={i['zero_point']}")
-    print(f"output   {o['shape']} {o['dtype']}  quantization scale={o['scale']:.6g} zero_point={o['zero_point']}")
-    print(f"labels   {info['labels']} (first: {'; '.join(info['first_labels'])})")
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    report = evaluate(
-        Path(args.model),
-        Path(args.data),
-        labels=Path(args.labels) if args.labels else None,
-        split=args.split,
-        runtime=args.runtime,
-        threads=args.threads,
-        progress=not args.quiet,
-    )
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"{report['model']} on {report['data']} ({report['split']}, {report['images']} images)")
-    print(f"top-1        {report['top1'] * 100:.1f}%")
-    print(f"top-5        {report['top5'] * 100:.1f}%")
-    if report["coarse_top1"] is not None:
-        print(f"coarse top-1 {report['coarse_top1'] * 100:.1f}%")
-    if report["classes_in_model_labels"] < report["classes"]:
-        print(
-            f"note         only {report['classes_in_model_labels']} of the {report['classes']} dataset classes are "
-            "among the model's labels; images of the others cannot score"
-        )
-    print(f"invoke p50   {report['ms_per_image_p50']:.2f} ms/image ({args.threads} thread(s), incl. preprocessing)")
-    print("worst classes: " + ", ".join(f"{w['label']} {w['correct']}/{w['total']}" for w in report["worst_classes"]))
-    return 0
-
-
-def _classify(args: argparse.Namespace) -> int:
-    c = Classifier(Path(args.model), Path(args.labels) if args.labels else None, backend=args.runtime, top_k=args.top_k)
-    status = 0
-    for name in args.images:
-        if not Path(name).is_file():
-            print(f"{name}: no such file", file=sys.stderr)
-            status = 1
-            continue
-        image = cv2.imread(name, cv2.IMREAD_COLOR)
-        if image is None:
-            print(f"{name}: not a readable image (JPEG, PNG or BMP)", file=sys.stderr)
-            status = 1
-            continue
-        prediction = c.classify(image)
-        print(f"{name}: " + ", ".join(f"{label} ({score:.3f})" for label, score in prediction))
-    return status
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("model", help="a .tflite image classifier")
-        p.add_argument("--labels", help="labels file (default: found beside the model)")
-        p.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
-
-    model = sub.add_parser("model", help="inspect, evaluate or train models")
-    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    p = msub.add_parser("inspect", help="input/output spec, quantization, labels, SHA-256, op count")
-    common(p)
-    p.add_argument("--json", action="store_true", help="print the spec as JSON")
-    p.set_defaults(func=_inspect)
-    p = msub.add_parser("eval", help="top-1/top-5 on a labelled image folder")
-    common(p)
-    p.add_argument("--data", required=True, help="dataset folder (grocery-store layout or class folders)")
-    p.add_argument(
-        "--split", help="split to score: <split>.txt or <split>/ under --data (default: val if present, else all)"
-    )
-    p.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_eval)
-    from shelfsense import train  # TensorFlow itself is imported only when training runs
-
-    p = msub.add_parser("train", help="train and export the bundled grocery INT8 model (needs the train extra)")
-    train.add_arguments(p)
-    p.set_defaults(func=train.run)
-    p = sub.add_parser("classify", help="classify image files with a model")
-    common(p)
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=_positive, default=3, help="labels to print per image (default 3)")
-    p.set_defaults(func=_classify)
