@@ -20,7 +20,7 @@ __all__ = ["MqttConfig", "ShelfConfig", "check_planogram", "parse_planogram", "s
 class ShelfConfig:
     enabled: bool = True
     unknown_below: float = 0.3  # top score under which a product is `unknown`
-    empty_edges: float = 0.05  # edge share under which a slot is `empty` (product photos measure >= 0.27)
+    empty_edges: float = 0.1  # edge share under which a slot is `empty` (product photos measure >= 0.37)
     changed_share: float = 0.04  # share of a slot's thumbnail that must change to count as motion
     confirm_frames: int = 3  # a new slot state must hold this many frames ...
     confirm_s: float = 10.0  # ... or this long (over at least two frames) to become the shelf state
