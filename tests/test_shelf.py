@@ -217,3 +217,12 @@ def test_a_label_that_wavers_on_an_untouched_facing_raises_no_event() -> None:
     assert [(c["type"], c["before"]["label"], c["after"]["label"], c["frame"]) for c in changes] == [
         ("product_changed", "A", "B", 8)
     ]
+
+
+async def test_unconfigured_cameras_get_slot_states_but_no_shelf_state(aiohttp_client, tmp_path: Path) -> None:
+    cfg = colour_config(tmp_path, {"shelf-1": GRID}, allow_unknown_cameras=True, max_cameras=2)
+    client = await aiohttp_client(create_app(cfg))
+    for i in range(5):  # more made-up ids than server.max_cameras
+        frame = await post(client, FULL, camera=f"walk-in-{i}", seed=i)
+        assert frame["slots"][0]["state"] == "product"
+    assert (await (await client.get("/v1/shelves")).json())["cameras"] == []

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from test_replay import serving
 
 from shelfsense.bench.benchmark import run_benchmark
 from shelfsense.bench.report import format_report
 from shelfsense.footage import read_truth
 from shelfsense.locations import BUNDLED_MODEL
-from shelfsense.service.app import create_app
 from shelfsense.shelf.score import score_shelf
 from shelfsense.synth.synth import SynthResult, synthesize
 from shelfsense.tools.replay import replay
@@ -88,23 +85,11 @@ def test_bench_reports_shelf_state_against_the_truth(footage: SynthResult, tmp_p
     assert "shelf state, perceptual cache" in format_report(report, 4.0)
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_replay_reports_states_and_events_read_back_from_the_server(
     footage: SynthResult, own_config, tmp_path: Path
 ) -> None:
     config = own_config(cameras={footage.camera: {"slots": [list(b) for b in footage.slots]}})
-    async with serving(create_app(config)) as url:
+    async with serving(config) as url:
         report = await replay([footage.out], url, speed=None, truth=footage.out / "truth.jsonl")
     shelf = report.as_dict()["shelf"][footage.camera]
     assert shelf["events_read"] is True and shelf["empty_settled"] is None  # the debounced state is the bench's

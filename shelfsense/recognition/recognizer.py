@@ -141,7 +141,7 @@ class Recognizer:
         self.reverifications = 0  # background re-inferences of fully confirmed answers
         self.reverify_changed = 0  # ... whose fresh top label disagreed, so the answer was restarted from it
         self._verified_at: OrderedDict[PerceptualKey, float] = OrderedDict()  # monotonic time of the last inference
-        self.states = SlotStateClassifier.from_config(config.shelf) if config.shelf.enabled else None
+        self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
 

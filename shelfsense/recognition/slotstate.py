@@ -20,13 +20,14 @@ last still, learned empty); it is fed from the event loop, one frame of a camera
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
 import cv2
 import numpy as np
 
-from shelfsense.shelfconfig import ShelfConfig
+from shelfsense.config import Config
 
 __all__ = ["SlotLook", "SlotState", "SlotStateClassifier", "StateRules", "look_of"]
 
@@ -96,20 +97,27 @@ class _Memory:
 class SlotStateClassifier:
     """Per-frame slot states from the looks of a camera's slots and their top scores."""
 
-    def __init__(self, rules: StateRules) -> None:
+    def __init__(self, rules: StateRules, max_cameras: int = 64) -> None:
         self.rules = rules
-        self._memory: dict[tuple[str, int], _Memory] = {}
+        self.max_cameras = max_cameras
+        self._memory: OrderedDict[str, list[_Memory]] = OrderedDict()  # per camera, least recently seen first
 
     @classmethod
-    def from_config(cls, shelf: ShelfConfig) -> SlotStateClassifier:
-        return cls(
-            StateRules(
-                unknown_below=shelf.unknown_below, empty_edges=shelf.empty_edges, changed_share=shelf.changed_share
-            )
+    def from_config(cls, config: Config) -> SlotStateClassifier:
+        shelf = config.shelf
+        rules = StateRules(
+            unknown_below=shelf.unknown_below, empty_edges=shelf.empty_edges, changed_share=shelf.changed_share
         )
+        # Configured cameras, plus as many unconfigured ones as server.allow_unknown_cameras keeps track of.
+        return cls(rules, len(config.cameras) + config.server.max_cameras)
 
     def classify(self, camera: str, looks: list[SlotLook], scores: list[float]) -> list[SlotState]:
-        memories = [self._memory.setdefault((camera, i), _Memory()) for i in range(len(looks))]
+        memories = self._memory.pop(camera, None)
+        if memories is None or len(memories) != len(looks):
+            memories = [_Memory() for _ in looks]
+        self._memory[camera] = memories
+        while len(self._memory) > self.max_cameras:  # a stream of made-up camera ids cannot grow memory
+            self._memory.popitem(last=False)
         if len(looks) >= 4 and self._frame_blocked(memories, looks):
             # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the lens,
             # the lights, the mount knocked. Nothing is learned from such a frame.
@@ -122,10 +130,6 @@ class SlotStateClassifier:
             return False
         moved = sum(changed(look.thumb, m.still) > share for m, look in zip(memories, looks, strict=True))
         return moved >= self.rules.blocked_share * len(looks)
-
-    def forget(self, camera: str) -> None:
-        for key in [k for k in self._memory if k[0] == camera]:
-            del self._memory[key]
 
     def _one(self, m: _Memory, look: SlotLook, score: float) -> SlotState:
         r = self.rules

@@ -23,7 +23,9 @@ SNAPSHOT_EVERY_S = 1.0  # the dashboard's latest frame per camera is refreshed a
 def observe_frame(service: Service, result: FrameResult, frame: int, image: bytes) -> None:
     """After a frame's result: shelf state and events, and now and then the dashboard's snapshot."""
     hub = service.shelves
-    if hub is None:
+    # Shelf state is kept for configured cameras: ids let in by server.allow_unknown_cameras come and go, and each
+    # would add a camera to the state file, the retained MQTT topics and the dashboard for good.
+    if hub is None or result.camera not in service.config.cameras:
         return
     hub.observe(result, frame)
     now = time.monotonic()

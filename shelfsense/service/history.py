@@ -23,6 +23,3 @@ class History:
 
     def payload(self) -> dict[str, Any]:
         return {"span_s": self.span_s, "step_s": self.step_s, "samples": list(self._samples)}
-
-    def __len__(self) -> int:
-        return len(self._samples)

@@ -129,9 +129,6 @@ class EventLog:
     def oldest_id(self) -> int | None:
         return self._events[0].id if self._events else None
 
-    def __len__(self) -> int:
-        return len(self._events)
-
     async def wait(self, cursor: int, timeout: float) -> bool:
         """Wait until an event after `cursor` exists (True) or `timeout` passes or the log closes (False)."""
         if self.last_id > cursor:

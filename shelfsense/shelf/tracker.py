@@ -61,7 +61,6 @@ class SlotShelf:
     run: tuple | None = None  # what the current run of readings agrees on
     run_frames: int = 0
     run_t: float = 0.0
-    run_frame: int = 0
     disturbed: bool = False  # something passed in front since the state was confirmed
 
     def public(self) -> dict[str, Any]:
@@ -166,7 +165,7 @@ class ShelfTracker:
             # product's first readings does not delay the restock; the latest reading gives the label.
             key = ("occupied",) if r.state.occupied else ("empty",)
         if s.run != key:
-            s.run, s.run_frames, s.run_t, s.run_frame = key, 0, t, frame
+            s.run, s.run_frames, s.run_t = key, 0, t
         s.run_frames += 1
         held = s.run_frames >= self.rules.confirm_frames or (
             self.rules.confirm_s > 0 and s.run_frames >= 2 and t - s.run_t >= self.rules.confirm_s
