@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,7 +23,9 @@ import numpy as np
 
 from shelfsense.errors import ConfigError
 from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
+from shelfsense.shelfconfig import MqttConfig, ShelfConfig, check_planogram, parse_planogram, validate_shelf
 from shelfsense.thermalconfig import ThermalConfig, validate_thermal
+from shelfsense.tomlvalues import coerce
 from shelfsense.types import Box
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
@@ -85,6 +86,8 @@ class CacheConfig:
     disk_bytes: int = 256 * 1024 * 1024  # 256 MiB on disk, SQLite's write-ahead log included
     disk_entries: int = 600_000  # at most this many disk entries (and keys in its in-memory index); see config.toml
     disk_retry_s: float = 5.0  # a failed disk tier is reopened after this, doubling up to 5 minutes
+    reverify_s: float = 300.0  # a confirmed answer is re-inferred after this long (0: never) ...
+    reverify_hits: int = 1024  # ... or this many hits (0: never); issue 12, docs/shelf.md
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +120,7 @@ class CameraConfig:
     token: str = ""
     width: int | None = None  # expected frame size; boxes are checked against it when given
     height: int | None = None
+    planogram: tuple[str, ...] = ()  # expected product per slot ("" = any); shelfconfig.py (issue 12)
 
     @property
     def slot_count(self) -> int:
@@ -134,6 +138,8 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     thermal: ThermalConfig = field(default_factory=ThermalConfig)  # thermalconfig.py
+    shelf: ShelfConfig = field(default_factory=ShelfConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -160,6 +166,8 @@ _SECTIONS = {
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
     "thermal": ThermalConfig,
+    "shelf": ShelfConfig,
+    "mqtt": MqttConfig,
 }
 # The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
 HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
@@ -218,42 +226,8 @@ def _section(name: str, cls: type, raw: Any, base_dir: Path, state_base: Path | 
     values = {}
     for key, value in raw.items():
         base = state_base if state_base is not None and fields[key].metadata.get("state") else base_dir
-        values[key] = _coerce(f"{name}.{key}", hints[key], value, base)
+        values[key] = coerce(f"{name}.{key}", hints[key], value, base)
     return cls(**values)
-
-
-def _coerce(key: str, type_: Any, value: Any, base_dir: Path) -> Any:
-    optional = isinstance(type_, types.UnionType) and type(None) in typing.get_args(type_)
-    if optional:
-        if value in ("", None):
-            return None
-        (type_,) = [t for t in typing.get_args(type_) if t is not type(None)]
-    if type_ is Path:
-        if not isinstance(value, str):
-            raise ConfigError(f"Config '{key}' must be a path string, got {value!r}")
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (base_dir / p).resolve()
-    if type_ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"Config '{key}' must be true or false, got {value!r}")
-        return value
-    if type_ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"Config '{key}' must be an integer, got {value!r}")
-        return value
-    if type_ is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"Config '{key}' must be a number, got {value!r}")
-        return float(value)
-    if type_ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"Config '{key}' must be a string, got {value!r}")
-        return value
-    if type_ == tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"Config '{key}' must be a list of strings, got {value!r}")
-        return tuple(value)
-    raise AssertionError(f"no coercion for {key}: {type_}")  # pragma: no cover - programming error
 
 
 def _box(key: str, value: Any) -> Box:
@@ -277,7 +251,7 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
         raise ConfigError(f"Config [cameras.{json.dumps(cid)}]: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{where}' must be a table")
-    known = {"slots", "grid", "token", "width", "height"}
+    known = {"slots", "grid", "token", "width", "height", "planogram"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"Unknown config key(s) {', '.join(f'{where}.{k}' for k in sorted(unknown))}")
@@ -307,9 +281,12 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
             if not isinstance(raw[k], int) or isinstance(raw[k], bool) or raw[k] < 1:
                 raise ConfigError(f"Config '{where}.{k}' must be a positive integer, got {raw[k]!r}")
             size[k] = raw[k]
-    camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, **size)
+    planogram = parse_planogram(where, raw.get("planogram", []))
+    camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, planogram=planogram, **size)
     if camera.width and camera.height:
         slot_boxes(camera, camera.width, camera.height)
+    if planogram and camera.width and camera.height:
+        check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
     return camera
 
 
@@ -356,6 +333,7 @@ def _validate(c: Config) -> None:
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
     validate_thermal(c, check)
+    validate_shelf(c, check)
     check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
 

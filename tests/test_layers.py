@@ -19,10 +19,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "shelfsense.errors",
         "shelfsense.types",
         "shelfsense.locations",
+        "shelfsense.tomlvalues",
         "shelfsense.thermalconfig",
         "shelfsense.config",
+        "shelfsense.config",
+        "shelfsense.shelfconfig",
     ),
     ("shelfsense.recognition", "shelfsense.footage"),
+    ("shelfsense.shelf",),  # shelf state and events: reads recognition's results, served by the service
     ("shelfsense.service",),
     (
         "shelfsense.client",

@@ -17,6 +17,7 @@ from shelfsense.bench.runner import TITLES, ModeRun
 from shelfsense.bench.setup import Setup, Truth
 from shelfsense.errors import BadImageError
 from shelfsense.recognition.decode import decode_frame, slot_crops
+from shelfsense.shelf.score import score_shelf
 from shelfsense.types import Tier, percentiles
 
 __all__ = ["analyse", "frame_cost", "stability"]
@@ -92,7 +93,23 @@ def _mode_entry(run: ModeRun, audit: Audit, base_fps: float | None, setup: Setup
     }
     if setup.truth is not None:
         entry.update(_truth_figures(run, audit, setup.truth))
+    if setup.shelf_truth is not None and run.states:
+        entry["shelf"] = _shelf_figures(run, setup)
     return entry
+
+
+def _shelf_figures(run: ModeRun, setup: Setup) -> dict[str, Any] | None:
+    """Slot states, debounced empty and events against the truth's states and events (docs/shelf.md)."""
+    assert setup.shelf_truth is not None
+    states, events = setup.shelf_truth
+    if any(f not in states for f in run.frames):
+        return None  # scored on footage whose every frame has state truth
+    position = {f: i for i, f in enumerate(run.frames)}
+    truth_events = [(k, s, position[f]) for k, s, f in events if f in position]
+    detected = [(k, s, position[f]) for k, s, f in run.shelf_events]
+    confirm = setup.config.shelf.confirm_frames
+    truth = [states[f] for f in run.frames]
+    return score_shelf(truth, run.states, run.debounced, detected, truth_events, confirm)
 
 
 def _truth_figures(run: ModeRun, audit: Audit, truth: Truth) -> dict[str, Any]:

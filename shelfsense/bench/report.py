@@ -26,7 +26,33 @@ def format_report(report: dict[str, Any], motion_threshold: float) -> str:
         if mode != "no-cache":
             lines += _where(m)
     lines += _frame_cost(report.get("frame_cost"))
+    lines += _shelf(report["modes"])
     return "\n".join(lines)
+
+
+def _shelf(modes: dict[str, Any]) -> list[str]:
+    """Shelf state against the truth's states and events, per Recognizer mode (docs/shelf.md)."""
+    lines = []
+    for m in modes.values():
+        sh = m.get("shelf")
+        if not sh:
+            continue
+        ev = sh["events"]
+        pr = " · ".join(
+            f"{k.replace('_', ' ')} {_pct(ev[k]['precision'])} / {_pct(ev[k]['recall'])} ({ev[k]['truth']})"
+            for k in ("product_removed", "restocked", "product_changed")
+        )
+        lines += [
+            "",
+            f"shelf state, {m['title']} (confirm_frames {sh['confirm_frames']}): "
+            f"slot states {_pct(sh['state_accuracy'])} right; debounced empty precision / recall "
+            f"{_pct(sh['empty_settled']['precision'])} / "
+            f"{_pct(sh['empty_settled']['recall'])} (settled frames), "
+            f"{_pct(sh['empty_all']['precision'])} / {_pct(sh['empty_all']['recall'])} (all)",
+            f"  events precision / recall (truth events): {pr}; median delay {sh['median_delay_frames']} frames; "
+            f"{sh['false_events_per_1000_slot_frames']} false events per 1000 slot-frames",
+        ]
+    return lines
 
 
 def _header(report: dict[str, Any], motion_threshold: float) -> list[str]:

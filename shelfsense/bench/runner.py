@@ -20,6 +20,7 @@ from shelfsense.footage import Frame
 from shelfsense.recognition.decode import decode_frame, slot_crops
 from shelfsense.recognition.recognizer import Recognizer
 from shelfsense.recognition.runtime import InferencePool
+from shelfsense.shelf.tracker import ShelfTracker, SlotReading, TrackerRules
 from shelfsense.types import Prediction, Tier
 
 __all__ = ["MODES", "TITLES", "ModeRun", "run_modes"]
@@ -45,6 +46,10 @@ class ModeRun:
     skipped: int = 0  # frames that did not decode (skipped alike by every mode)
     frame_ms: list[float] = field(default_factory=list)  # wall time of each processed frame
     stage_ms: list[tuple[float, float, float]] = field(default_factory=list)  # decode, keys, lookups (Recognizer)
+    # Shelf state (Recognizer modes): per frame the slot states and the debounced states; events (type, slot, index)
+    states: list[tuple[str, ...]] = field(default_factory=list)
+    debounced: list[tuple[str | None, ...]] = field(default_factory=list)
+    shelf_events: list[tuple[str, int, int]] = field(default_factory=list)
 
     def add(self, index: int, seconds: float, labels: tuple[str | None, ...], sources: tuple[str, ...]) -> None:
         """Count one processed frame."""
@@ -107,6 +112,8 @@ async def _run_recognizer(mode: str, setup: Setup, progress: bool, cache_dir: Pa
         config = config.replace(cache={"enabled": True, "disk_path": cache_dir})
     run = ModeRun(mode)
     recognizer = await Recognizer.create(config)
+    shelf = config.shelf
+    tracker = ShelfTracker(TrackerRules(confirm_frames=shelf.confirm_frames, confirm_s=shelf.confirm_s))
     try:
         start = await _warm(recognizer.pool, setup)
         for frame in _frames(setup, mode, progress):
@@ -123,6 +130,11 @@ async def _run_recognizer(mode: str, setup: Setup, progress: bool, cache_dir: Pa
             labels = tuple(s.label for s in result.slots)
             run.add(frame.index, time.perf_counter() - t0, labels, tuple(s.cache for s in result.slots))
             run.stage_ms.append((result.decode_ms, result.hash_ms, result.lookup_ms))
+            readings = [SlotReading(s.state, s.label, s.score) for s in result.slots]
+            changes = tracker.observe(setup.camera, readings, frame.index, frame.t)
+            run.shelf_events += [(c["type"], c["slot"], c["frame"]) for c in changes]
+            run.states.append(tuple(str(s.state) for s in result.slots))
+            run.debounced.append(tuple(s.state and str(s.state) for s in tracker.cameras[setup.camera].slots))
         invokes = recognizer.pool.invokes - start
         run.inferences = sum(src == Tier.MISS for row in run.sources for src in row)
         run.confirmations = invokes - run.inferences

@@ -30,6 +30,8 @@ class Setup:
     frame_size: tuple[int, int]
     truth: Truth | None
     truth_path: Path | None
+    # Shelf-state truth, when the truth rows carry it (synth footage): states by frame, events (type, slot, frame)
+    shelf_truth: tuple[dict[int, tuple[str, ...]], list[tuple[str, int, int]]] | None = None
 
     def open(self) -> Footage:
         return open_footage(self.footage, camera=self.read_camera)
@@ -70,9 +72,13 @@ def resolve_setup(
         raise ConfigError(f"The first frame of {path} is not a decodable image") from None
     boxes = slot_boxes(cam, width, height)
     truth_path = Path(truth) if truth is not None else _beside(path, TRUTH_NAME)
-    rows = None
+    rows = shelf_truth = None
     if truth is not None or truth_path.is_file():
-        rows = _truth_rows(truth_path, cid, listed, boxes, slots_from)
+        wanted = _truth_rows(truth_path, cid, listed, boxes, slots_from)
+        rows = {r.frame: r.slots for r in wanted}
+        if all(r.states is not None for r in wanted):
+            events = [(str(e["type"]), int(e["slot"]), r.frame) for r in wanted for e in r.events]
+            shelf_truth = ({r.frame: r.states for r in wanted}, events)
     return Setup(
         path,
         cid,
@@ -83,6 +89,7 @@ def resolve_setup(
         (width, height),
         rows,
         truth_path if rows is not None else None,
+        shelf_truth,
     )
 
 
@@ -124,7 +131,7 @@ def _choose_camera(
     return cid, CameraConfig(id=cid), "whole frame"
 
 
-def _truth_rows(path: Path, cid: str, listed: list[str], boxes: tuple[Box, ...], slots_from: str) -> Truth:
+def _truth_rows(path: Path, cid: str, listed: list[str], boxes: tuple[Box, ...], slots_from: str) -> list[TruthRow]:
     try:
         all_rows = read_truth(path)
     except (OSError, ValueError) as exc:
@@ -139,4 +146,4 @@ def _truth_rows(path: Path, cid: str, listed: list[str], boxes: tuple[Box, ...],
         )
     if not wanted:
         raise ConfigError(f"{path} has no rows for camera '{cid}'")
-    return {r.frame: r.slots for r in wanted}
+    return wanted

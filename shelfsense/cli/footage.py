@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=2.0, help="frame rate of the timestamps (default 2)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     p.add_argument("--camera", default="cam-0", help="camera id (default cam-0)")
+    p.add_argument(
+        "--swap-rate",
+        type=float,
+        default=0.0,
+        help="share of takes that put another product back in the same reach (default 0: none)",
+    )
     p.add_argument("--force", action="store_true", help="replace footage synth wrote earlier in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
@@ -60,6 +66,7 @@ def _synth(args: argparse.Namespace) -> int:
             fps=args.fps,
             seed=args.seed,
             camera=args.camera,
+            swap_rate=args.swap_rate,
             overwrite=args.force,
             progress=not args.quiet,
         )
@@ -69,7 +76,9 @@ def _synth(args: argparse.Namespace) -> int:
         print(
             f"wrote {result.frames} frames of {result.camera} to {result.out} ({rows}x{cols} slots, "
             f"{len(set(result.truth[0]) - {None})} of {len(result.classes)} product classes on the shelf at first, "
-            f"{result.takes} taken, {result.restocks} restocked, {result.arms} arms)",
+            f"{result.takes} taken, {result.restocks} restocked, "
+            + (f"{result.swaps} swapped, " if args.swap_rate else "")
+            + f"{result.arms} arms)",
             file=sys.stderr,
         )
     return 0

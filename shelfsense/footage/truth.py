@@ -1,4 +1,7 @@
-"""Ground truth of footage: the product in each slot of each frame, as JSON Lines (docs/footage.md)."""
+"""Ground truth of footage: the product in each slot of each frame, as JSON Lines (docs/footage.md).
+
+Optional per row: `states` (what each slot shows: product, empty, occluded) and `events` (take, restock, swap
+happening in that frame), which synthetic footage writes and the shelf-state scoring reads."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ class TruthRow:
     camera: str
     frame: int  # Frame.index of the frame this row describes
     slots: tuple[str | None, ...]  # class per slot in camera-config order; None = empty or occluded
+    states: tuple[str, ...] | None = None  # "product" | "empty" | "occluded" per slot, when known
+    events: tuple[dict[str, Any], ...] = ()  # {"type": "take"|"restock"|"swap", "slot", "before", "after"}
 
 
 def write_truth(path: str | Path, rows: Iterable[TruthRow | Mapping[str, Any]]) -> int:
@@ -23,10 +28,14 @@ def write_truth(path: str | Path, rows: Iterable[TruthRow | Mapping[str, Any]]) 
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for row in rows:
             if isinstance(row, TruthRow):
-                camera, frame, slots = row.camera, row.frame, list(row.slots)
+                out: dict[str, Any] = {"camera": row.camera, "frame": row.frame, "slots": list(row.slots)}
+                if row.states is not None:
+                    out["states"] = list(row.states)
+                if row.events:
+                    out["events"] = list(row.events)
             else:
-                camera, frame, slots = str(row["camera"]), int(row["frame"]), list(row["slots"])
-            f.write(json.dumps({"camera": camera, "frame": frame, "slots": slots}) + "\n")
+                out = {"camera": str(row["camera"]), "frame": int(row["frame"]), "slots": list(row["slots"])}
+            f.write(json.dumps(out) + "\n")
             n += 1
     return n
 
@@ -45,7 +54,21 @@ def read_truth(path: str | Path) -> list[TruthRow]:
                 slots = raw["slots"]
                 if not isinstance(slots, list) or not all(s is None or isinstance(s, str) for s in slots):
                     raise TypeError("slots must be a list of class names or null")
-                rows.append(TruthRow(str(raw["camera"]), int(raw["frame"]), tuple(slots)))
+                states = raw.get("states")
+                if states is not None and (not isinstance(states, list) or len(states) != len(slots)):
+                    raise TypeError("states must be a list with one entry per slot")
+                events = raw.get("events", [])
+                if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+                    raise TypeError("events must be a list of objects")
+                rows.append(
+                    TruthRow(
+                        str(raw["camera"]),
+                        int(raw["frame"]),
+                        tuple(slots),
+                        None if states is None else tuple(states),
+                        tuple(events),
+                    )
+                )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"{path}:{lineno}: not a truth row ({e})") from None
     return rows

@@ -16,6 +16,8 @@ import contextlib
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 from shelfsense.recognition.answer import Answer, Hit
 from shelfsense.recognition.disk import DiskTier
@@ -24,6 +26,25 @@ from shelfsense.recognition.keystore import ColourMatch, KeyStore
 from shelfsense.types import Prediction, Tier
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatus:
+    """What the service reports of the cache, read through the recognizer rather than its tiers' internals."""
+
+    enabled: bool
+    entries_memory: int = 0
+    entries_disk: int = 0
+    disk_available: bool = False
+    disk_error: str | None = None
+    disk_path: Path | None = None
+    disk_retry_in_s: float | None = None  # after a failure: when the tier is tried again
+
+    @property
+    def mode(self) -> str:
+        if not self.enabled:
+            return "off"
+        return "memory+disk" if self.disk_available else "memory"
 
 
 class MemoryTier:

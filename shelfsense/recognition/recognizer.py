@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -20,12 +20,13 @@ import numpy as np
 from shelfsense.config import CameraConfig, Config
 from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.answer import Hit
-from shelfsense.recognition.cache import MemoryTier, ResultCache
+from shelfsense.recognition.cache import CacheStatus, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
+from shelfsense.recognition.slotstate import SlotLook, SlotState, SlotStateClassifier, look_of
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -46,10 +47,12 @@ class SlotResult:
     top_k: Prediction = field(default_factory=list)
     lookup_ms: float = 0.0
     inference_ms: float = 0.0
+    state: SlotState = SlotState.PRODUCT  # what the facing shows this frame (recognition/slotstate.py)
 
     def as_dict(self) -> dict:
         return {
             "slot": self.slot,
+            "state": self.state,
             "box": list(self.box),
             "label": self.label,
             "score": self.score,
@@ -91,27 +94,9 @@ class _Prepared(NamedTuple):
     boxes: tuple[Box, ...]
     crops: list[np.ndarray]
     keys: list[PerceptualKey] | None  # None when the cache is off
+    looks: list[SlotLook] | None  # None when shelf state is off
     decode_ms: float
     hash_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class CacheStatus:
-    """What the service reports of the cache, read through the recognizer rather than its tiers' internals."""
-
-    enabled: bool
-    entries_memory: int = 0
-    entries_disk: int = 0
-    disk_available: bool = False
-    disk_error: str | None = None
-    disk_path: Path | None = None
-    disk_retry_in_s: float | None = None  # after a failure: when the tier is tried again
-
-    @property
-    def mode(self) -> str:
-        if not self.enabled:
-            return "off"
-        return "memory+disk" if self.disk_available else "memory"
 
 
 class Recognizer:
@@ -137,6 +122,11 @@ class Recognizer:
         self.confirm_failures = 0
         # Set by the service while the device runs hot (service/thermal.py): no new background confirmations.
         self.background_paused = False
+        # Re-verification (issue 12): confirmed answers are re-inferred after cache.reverify_s / reverify_hits.
+        self.reverifications = 0  # background re-inferences of fully confirmed answers
+        self.reverify_changed = 0  # ... whose fresh top label disagreed, so the answer was restarted from it
+        self._verified_at: OrderedDict[PerceptualKey, float] = OrderedDict()  # monotonic time of the last inference
+        self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
 
@@ -233,7 +223,7 @@ class Recognizer:
         camera = self.camera(camera_id)
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
-        width, height, boxes, crops, keys, decode_ms, hash_ms = prepared
+        width, height, boxes, crops, keys, looks, decode_ms, hash_ms = prepared
         if keys is None:  # cache off: every slot inferred
             slots = await asyncio.gather(
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
@@ -242,6 +232,10 @@ class Recognizer:
             slots = await asyncio.gather(
                 *(self._resolve(i, b, c, k) for i, (b, c, k) in enumerate(zip(boxes, crops, keys, strict=True)))
             )
+        if looks is not None and self.states is not None:
+            states = self.states.classify(camera_id, looks, [s.score for s in slots])
+            for slot, state in zip(slots, states, strict=True):
+                slot.state = state
         return FrameResult(
             camera=camera_id,
             width=width,
@@ -264,7 +258,8 @@ class Recognizer:
         keys = None
         if self.cache is not None:
             keys = [self.keys.key((camera.id, i), c) for i, c in enumerate(crops)]
-        return _Prepared(width, height, boxes, crops, keys, (t1 - t0) * 1000.0, _ms(t1))
+        looks = [look_of(c) for c in crops] if self.states is not None else None
+        return _Prepared(width, height, boxes, crops, keys, looks, (t1 - t0) * 1000.0, _ms(t1))
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
@@ -276,7 +271,7 @@ class Recognizer:
         hit = self.cache.lookup_memory(key)
         memory_ms = _ms(t0)
         if hit is not None:
-            self._maybe_confirm(hit, crop_bgr)
+            self._maybe_confirm(hit, crop_bgr, key)
             return _slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
 
         async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
@@ -284,7 +279,7 @@ class Recognizer:
             found = await self.cache.lookup_disk(key)
             disk_ms = _ms(t1)
             if found is not None:
-                self._maybe_confirm(found, crop_bgr)
+                self._maybe_confirm(found, crop_bgr, key)
                 return found.prediction, Tier.DISK, found.distance, disk_ms, 0.0
             prediction, inference_ms = await self.pool.classify(crop_bgr)
             self.cache.store(key, prediction)
@@ -297,7 +292,7 @@ class Recognizer:
             return _slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return _slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
 
-    def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray) -> None:
+    def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray, key: PerceptualKey) -> None:
         """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
 
         One inference of a small model on a noisy crop is a sample, not the answer: the same facing can be read
@@ -308,15 +303,17 @@ class Recognizer:
         independent samples. The hit is answered at once with what is cached; the confirmation uses idle
         workers only, so it never delays a miss.
         """
+        confirmed = hit.inferences >= self.config.cache.confirm_inferences
         if (
             self.background_paused
-            or hit.inferences >= self.config.cache.confirm_inferences
-            or hit.hits < 4**hit.inferences
+            or (hit.hits < 4**hit.inferences if not confirmed else not self._reverify_due(hit))
             or hit.key in self._confirming
             or self.pool.pending >= self.pool.threads
         ):
             return
-        task = asyncio.create_task(self._confirm(hit.key, crop_bgr))
+        task = asyncio.create_task(
+            self._reverify(hit, key, crop_bgr) if confirmed else self._confirm(hit.key, crop_bgr)
+        )
         self._confirming[hit.key] = task
         task.add_done_callback(lambda _: self._confirming.pop(hit.key, None))
 
@@ -332,6 +329,57 @@ class Recognizer:
         assert self.cache is not None
         self.cache.confirm(key, prediction)
         self.confirmations += 1
+        self._verified(key)
+
+    # ---- re-verification (issue 12): no answer lives forever ---------------------------------------------------
+
+    def _reverify_due(self, hit: Hit) -> bool:
+        """A fully confirmed answer is re-inferred after cache.reverify_hits hits or cache.reverify_s seconds.
+
+        Even an averaged answer can go stale: another flavour of the same brand swapped into a facing may fall
+        within the hit radius of the old product's key and be served the old label for as long as it stays. NVRs
+        re-check stationary objects at an interval for the same reason.
+        """
+        c = self.config.cache
+        if c.reverify_hits and hit.hits >= c.reverify_hits:
+            return True
+        if not c.reverify_s:
+            return False
+        seen = self._verified_at.get(hit.key)
+        if seen is None:  # first hit since start-up (or since it was forgotten): its age counts from now
+            self._verified(hit.key)
+            return False
+        return time.monotonic() - seen >= c.reverify_s
+
+    def _verified(self, key: PerceptualKey) -> None:
+        self._verified_at[key] = time.monotonic()
+        self._verified_at.move_to_end(key)
+        while len(self._verified_at) > self.config.cache.memory_entries:  # no more keys than the memory tier holds
+            self._verified_at.popitem(last=False)
+
+    async def _reverify(self, hit: Hit, key: PerceptualKey, crop_bgr: np.ndarray) -> None:
+        """Re-infer a confirmed answer. A fresh top label that disagrees is stored under the crop's own key.
+
+        The stored key stays with its product (other facings of it still hit it); the swapped-in look-alike now
+        finds its own, nearer entry. That entry is confirmed over its next hits (4, 16, ...) like any new one, so
+        an unlucky sample is averaged away while a real swap keeps its label.
+        """
+        try:
+            prediction, _ = await self.pool.classify(crop_bgr)
+        except OverloadedError:
+            return
+        except Exception:  # a background task, as _confirm: logged and counted, never lost
+            self.confirm_failures += 1
+            log.exception("background re-verification of a cached answer failed")
+            return
+        assert self.cache is not None
+        self.reverifications += 1
+        self._verified(hit.key)
+        if prediction and hit.prediction and prediction[0][0] != hit.prediction[0][0]:
+            self.reverify_changed += 1
+            self.cache.store(key, prediction)
+        else:
+            self.cache.confirm(hit.key, prediction)
 
 
 def _ms(t0: float) -> float:

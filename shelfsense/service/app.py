@@ -23,6 +23,7 @@ from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor
 from shelfsense.service.handlers import error_middleware, setup_routes
 from shelfsense.service.metrics import Metrics
+from shelfsense.service.shelves import setup_shelves
 from shelfsense.service.state import SERVICE, Service
 from shelfsense.service.stats import Stats
 from shelfsense.service.thermal import ThermalController
@@ -47,6 +48,7 @@ def create_app(config: Config) -> web.Application:
     if config.record.enabled:
         app.cleanup_ctx.append(_recorder_ctx)
     setup_routes(app)
+    setup_shelves(app)  # shelf state, events, MQTT, history (service/shelves.py)
     return app
 
 

@@ -31,9 +31,10 @@ from shelfsense.errors import (
     ShelfSenseError,
     UnsupportedMediaError,
 )
+from shelfsense.recognition.cache import CacheStatus
 from shelfsense.recognition.decode import check_size, read_header
-from shelfsense.recognition.recognizer import CacheStatus
 from shelfsense.service.admission import Admission
+from shelfsense.service.frames import observe_frame
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.openapi import openapi
 from shelfsense.service.state import SERVICE, Service
@@ -198,10 +199,12 @@ async def post_frame(request: web.Request) -> web.Response:
     service.record(result)
     # Thermal step 3 asks cameras to slow down (service/thermal.py); 0 means "send as you like".
     wait_ms = service.thermal.next_frame_after_ms
+    frame = service.next_frame_number(camera_id)
+    observe_frame(service, result, frame, image)  # shelf state and events (service/frames.py)
     return web.json_response(
         {
             "camera": camera_id,
-            "frame": service.next_frame_number(camera_id),
+            "frame": frame,
             "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
             "model": recognizer.model.name,
             "size": [result.width, result.height],

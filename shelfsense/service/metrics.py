@@ -70,6 +70,12 @@ class Metrics:
         self.cache_entries.labels(Tier.MEMORY).set_function(entries_memory)
         self.cache_entries.labels(Tier.DISK).set_function(entries_disk)
 
+    # ---- shelf state and events (issue 12) -----------------------------------------------------------------
+
+    def bind_shelf(self, read: Callable[[], dict]) -> None:
+        """Shelf series read live at scrape time from `read()` (service/shelves.py supplies it)."""
+        self.registry.register(_ShelfCollector(read))
+
     def set_device(self, temperature_c: float | None, throttled_now: bool | None) -> None:
         self.temperature.set(float("nan") if temperature_c is None else temperature_c)
         self.throttled.set(float("nan") if throttled_now is None else float(throttled_now))
@@ -115,3 +121,38 @@ class _ThermalCollector(Collector):
             "What frame answers ask cameras to wait (0: no slowing down)",
             value=s.next_frame_after_ms / 1000.0,
         )
+
+
+class _ShelfCollector:
+    """shelfsense_shelf_slots{camera,state}, shelfsense_shelf_events_total{type}, shelfsense_out_of_stock_seconds,
+    shelfsense_reverify_total{outcome}: read from the shelf hub and the recognizer when scraped."""
+
+    def __init__(self, read: Callable[[], dict]) -> None:
+        self.read = read
+
+    def describe(self) -> list:
+        return []  # nothing to check at registration (the figures exist only once the service runs)
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        f = self.read()
+        slots = GaugeMetricFamily(
+            "shelfsense_shelf_slots", "Slots by debounced shelf state", labels=["camera", "state"]
+        )
+        for (camera, state), n in sorted(f["slots"].items()):
+            slots.add_metric([camera, state], n)
+        yield slots
+        events = CounterMetricFamily("shelfsense_shelf_events", "Shelf events by type", labels=["type"])
+        for kind, n in sorted(f["events"].items()):
+            events.add_metric([kind], n)
+        yield events
+        yield GaugeMetricFamily(
+            "shelfsense_out_of_stock_seconds",
+            "Sum over the slots empty now of how long each has been empty",
+            value=f["out_of_stock_seconds"],
+        )
+        reverify = CounterMetricFamily(
+            "shelfsense_reverify", "Background re-verifications of confirmed cached answers", labels=["outcome"]
+        )
+        reverify.add_metric(["same"], f["reverifications"] - f["reverify_changed"])
+        reverify.add_metric(["changed"], f["reverify_changed"])
+        yield reverify

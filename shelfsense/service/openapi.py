@@ -34,6 +34,7 @@ _SLOT = {
     "required": ["slot", "box", "label", "score", "cache", "distance", "top_k"],
     "properties": {
         "slot": {"type": "integer", "minimum": 0},
+        "state": {"enum": ["product", "empty", "occluded", "unknown"]},
         "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
         "label": {"type": ["string", "null"]},
         "score": {"type": "number"},
@@ -109,6 +110,44 @@ _STATS = {
 }
 
 
+# Shelf state and events (docs/api.md). /v1/events/stream (Server-Sent Events) is left out: it never ends, so a
+# schema-driven client would wait on it forever.
+_SHELF_SLOT = {
+    "type": "object",
+    "required": ["slot", "state", "label", "since", "expected", "misplaced"],
+    "properties": {
+        "slot": {"type": "integer", "minimum": 0},
+        "state": {"enum": ["product", "empty", "unknown", None]},
+        "label": {"type": ["string", "null"]},
+        "last_label": {"type": ["string", "null"]},
+        "score": _NUMBER_OR_NULL,
+        "since": _NUMBER_OR_NULL,
+        "seconds": _NUMBER_OR_NULL,
+        "expected": {"type": ["string", "null"]},
+        "misplaced": {"type": "boolean"},
+    },
+}
+_SHELF_CAMERA = {
+    "type": "object",
+    "required": ["camera", "frames", "slots", "out_of_stock", "blocked"],
+    "properties": {"slots": {"type": "array", "items": _SHELF_SLOT}, "out_of_stock": {"type": "array"}},
+}
+_SHELVES = {
+    "type": "object",
+    "required": ["cameras", "out_of_stock", "compliance", "events"],
+    "properties": {"cameras": {"type": "array", "items": _SHELF_CAMERA}, "out_of_stock": {"type": "integer"}},
+}
+_EVENTS = {
+    "type": "object",
+    "required": ["events", "next", "last_id", "oldest_id", "gap"],
+    "properties": {"events": {"type": "array", "items": {"type": "object"}}, "next": {"type": "integer"}},
+}
+_CURSOR = [
+    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**62}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+]
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -173,6 +212,24 @@ def openapi() -> dict[str, Any]:
             "/v1/stats": _get("Counters and window figures", _json(_STATS, "statistics"), 401, 403, secured=True),
             "/metrics": _get(
                 "Prometheus exposition", {"description": "metrics", "content": text}, 401, 403, secured=True
+            ),
+            "/v1/shelves": _get("Shelf state of every camera", _json(_SHELVES, "shelves"), 401, 403, 404, secured=True),
+            "/v1/shelves/{camera}": {
+                "get": {
+                    **_get(
+                        "Shelf state of one camera", _json(_SHELF_CAMERA, "one camera"), 401, 403, 404, secured=True
+                    )["get"],
+                    "parameters": [{"name": "camera", "in": "path", "required": True, "schema": {"type": "string"}}],
+                }
+            },
+            "/v1/events": {
+                "get": {
+                    **_get("Events after a cursor", _json(_EVENTS, "events"), 400, 401, 403, 404, secured=True)["get"],
+                    "parameters": _CURSOR,
+                }
+            },
+            "/v1/stats/history": _get(
+                "The last hour of figures", _json({"type": "object"}, "samples"), 401, 403, 404, secured=True
             ),
             "/healthz": _get("Liveness", _json({"type": "object"}, "the process runs")),
             "/readyz": _get("Readiness", _json({"type": "object"}, "model loaded, cache open"), 503),

@@ -12,9 +12,11 @@ from shelfsense.footage.writer import RecordingWriter
 from shelfsense.recognition.recognizer import FrameResult, Recognizer
 from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor, DeviceReading
+from shelfsense.service.history import History
 from shelfsense.service.metrics import Metrics
 from shelfsense.service.stats import Stats
 from shelfsense.service.thermal import ThermalController
+from shelfsense.shelf.hub import ShelfHub
 
 
 @dataclass
@@ -32,6 +34,11 @@ class Service:
     record_thread: ThreadPoolExecutor | None = None  # one thread keeps the recording in arrival order
     frame_numbers: dict[str, int] = field(default_factory=dict)
     unknown_cameras: dict[str, None] = field(default_factory=dict)  # least recently seen first
+    # Shelf state and events (issue 12; service/shelves.py fills these)
+    shelves: ShelfHub | None = None
+    history: History | None = None
+    snapshots: dict[str, tuple[bytes, int, tuple[int, int]]] = field(default_factory=dict)  # JPEG, frame, size
+    snapshot_at: dict[str, float] = field(default_factory=dict)  # monotonic time of the last snapshot
 
     def record(self, result: FrameResult) -> None:
         """One observer of answered frames: the JSON stats and the Prometheus metrics never drift apart."""

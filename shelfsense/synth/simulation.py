@@ -24,7 +24,7 @@ class Arm:
     entry: tuple[float, float]
     sleeve: tuple[int, int, int]
     skin: tuple[int, int, int]
-    action: str  # "take" | "restock" | "look"
+    action: str  # "take" | "restock" | "swap" (take and put another product back) | "look"
 
     def reach(self, f: int) -> float:
         """How far along its way to the slot the hand is in frame `f`: reach in, hold, pull back.
@@ -38,9 +38,12 @@ class Arm:
 class Shelf:
     """The product in each slot (None: empty), stocked in runs of facings: one product in 1-3 neighbouring slots."""
 
-    def __init__(self, classes: list[str], rows: int, cols: int, rng: np.random.Generator) -> None:
+    def __init__(
+        self, classes: list[str], rows: int, cols: int, rng: np.random.Generator, swap_rate: float = 0.0
+    ) -> None:
         self.classes = classes
         self.rng = rng
+        self.swap_rate = swap_rate  # share of takes that put another product back in the same reach
         self.state: list[str | None] = []
         for _ in range(rows):
             row: list[str | None] = []
@@ -51,7 +54,8 @@ class Shelf:
             self.state.extend(row)
         self.last_class = list(self.state)  # what each slot held last, for restocking the same product
         self.arms: list[Arm] = []
-        self.takes = self.restocks = 0
+        self.takes = self.restocks = self.swaps = 0
+        self.events: list[tuple[str, int, int, str | None, str | None]] = []  # kind, slot, frame, before, after
 
     def maybe_reach(self, f: int, arm_rate: float, size: tuple[int, int]) -> None:
         """With chance `arm_rate`, while no arm is in the picture, an arm starts reaching in at frame `f`."""
@@ -72,6 +76,9 @@ class Shelf:
         action = "take" if self.state[target] is not None else "restock"
         if rng.random() < 0.3:
             action = "look"  # reaches in, touches nothing
+        # Drawn only when swaps are asked for, so footage without them stays byte for byte what it was.
+        if action == "take" and self.swap_rate > 0 and rng.random() < self.swap_rate:
+            action = "swap"
         duration = int(rng.integers(2, 5))
         sleeve = SLEEVES[int(rng.integers(len(SLEEVES)))]
         skin = SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]
@@ -87,19 +94,34 @@ class Shelf:
             if f != a.start + a.duration - 1 or a.action == "look":
                 continue
             # The change shows on the arm's last frame, as it pulls back.
-            if a.action == "take" and self.state[a.target] is not None:
-                self.last_class[a.target] = self.state[a.target]
+            before = self.state[a.target]
+            if a.action == "take" and before is not None:
+                self.last_class[a.target] = before
                 self.state[a.target] = None
                 self.takes += 1
-            elif a.action == "restock" and self.state[a.target] is None:
+            elif a.action == "restock" and before is None:
                 same = self.rng.random() < 0.5 and self.last_class[a.target] is not None
                 self.state[a.target] = (
                     self.last_class[a.target] if same else self.classes[int(self.rng.integers(len(self.classes)))]
                 )
                 self.restocks += 1
+            elif a.action == "swap" and before is not None and len(self.classes) > 1:
+                others = [c for c in self.classes if c != before]
+                self.state[a.target] = others[int(self.rng.integers(len(others)))]
+                self.last_class[a.target] = before
+                self.swaps += 1
+            if self.state[a.target] != before:
+                self.events.append((a.action, a.target, f, before, self.state[a.target]))
             changed.append(a.target)
         return changed
 
     def truth(self, cover: np.ndarray) -> tuple[str | None, ...]:
         """The product a viewer can name in each slot: None where empty or more than OCCLUDED_ABOVE hidden."""
         return tuple(None if cover[i] > OCCLUDED_ABOVE else self.state[i] for i in range(len(self.state)))
+
+    def states(self, cover: np.ndarray) -> tuple[str, ...]:
+        """What each slot shows: `occluded` (more than OCCLUDED_ABOVE hidden), `empty` or `product`."""
+        return tuple(
+            "occluded" if cover[i] > OCCLUDED_ABOVE else "empty" if name is None else "product"
+            for i, name in enumerate(self.state)
+        )

@@ -55,6 +55,10 @@ class SynthResult:
     takes: int
     restocks: int
     arms: int
+    # Shelf-state truth (issue 12): what each slot shows per frame, and the changes (kind, slot, frame, before, after)
+    states: tuple[tuple[str, ...], ...] = ()
+    events: tuple[tuple[str, int, int, str | None, str | None], ...] = ()
+    swaps: int = 0
 
 
 def synthesize(
@@ -69,6 +73,7 @@ def synthesize(
     seed: int = 0,
     camera: str = "cam-0",
     arm_rate: float = 0.12,
+    swap_rate: float = 0.0,
     noise_sigma: float = 2.5,
     shake_px: float = 1.5,
     overwrite: bool = False,
@@ -77,8 +82,11 @@ def synthesize(
     """Write synthetic footage of one fixed camera into `out`.
 
     `products` is a folder of product photos (class = parent folder name); None draws the
-    built-in tiny products instead. `arm_rate` is the chance per frame that an arm reaches in.
+    built-in tiny products instead. `arm_rate` is the chance per frame that an arm reaches in; `swap_rate` the share
+    of takes that put another product back in the same reach (0 keeps footage byte for byte as before swaps).
     """
+    if not 0 <= swap_rate <= 1:
+        raise ValueError(f"swap_rate must be 0..1, got {swap_rate}")
     out = Path(out)
     _check(camera, frames, rows, cols, size, fps)
     prepare_out(out, overwrite)
@@ -91,15 +99,21 @@ def synthesize(
         sprites = Sprites(photo_sprites(Path(products), max(4, rows * cols // 2 + 3), sw, sh, rng))
     empty = background(size, rows, rng)
     price_labels(empty, slots, rng)
-    shelf = Shelf(sprites.classes, rows, cols, rng)
+    shelf = Shelf(sprites.classes, rows, cols, rng, swap_rate)
     scene = Scene(empty, slots, sprites)
     for i, name in enumerate(shelf.state):
         scene.paint(i, name)
     lens = Camera(size, frames, noise_sigma, shake_px, rng)
     source = f"shelfsense footage synth (seed {seed})"
     with RecordingWriter(out, source=source, started=SYNTH_EPOCH) as writer:
-        truth, coverage = _film(writer, scene, shelf, lens, camera, cols, frames, fps, arm_rate, progress)
-    write_truth(out / TRUTH_NAME, (TruthRow(camera, f, row) for f, row in enumerate(truth)))
+        truth, coverage, states = _film(writer, scene, shelf, lens, camera, cols, frames, fps, arm_rate, progress)
+    happened: dict[int, list[dict]] = {}
+    for kind, slot, f, before, after in shelf.events:
+        happened.setdefault(f, []).append({"type": kind, "slot": slot, "before": before, "after": after})
+    write_truth(
+        out / TRUTH_NAME,
+        (TruthRow(camera, f, row, states[f], tuple(happened.get(f, ()))) for f, row in enumerate(truth)),
+    )
     (out / CAMERA_TOML).write_text(
         camera_toml(camera, slots, size, f"{rows}x{cols} slots, seed {seed}"), encoding="utf-8"
     )
@@ -115,6 +129,9 @@ def synthesize(
         shelf.takes,
         shelf.restocks,
         len(shelf.arms),
+        tuple(states),
+        tuple(shelf.events),
+        shelf.swaps,
     )
 
 
@@ -140,12 +157,13 @@ def _film(
     fps: float,
     arm_rate: float,
     progress: bool,
-) -> tuple[list[tuple[str | None, ...]], list[tuple[float, ...]]]:
-    """Write `frames` frames of the shelf; the truth and the arms' coverage of each slot per frame."""
+) -> tuple[list[tuple[str | None, ...]], list[tuple[float, ...]], list[tuple[str, ...]]]:
+    """Write `frames` frames of the shelf; the truth, the arms' coverage and the state of each slot per frame."""
     w = lens.size[0]
     col_w = (w - 2 * round(0.05 * w)) / cols  # an arm's width scales with the slot columns
     truth: list[tuple[str | None, ...]] = []
     coverage: list[tuple[float, ...]] = []
+    states: list[tuple[str, ...]] = []
     disable = not progress or not sys.stderr.isatty()
     for f in tqdm(range(frames), desc="synth", unit="frame", file=sys.stderr, disable=disable):
         shelf.maybe_reach(f, arm_rate, lens.size)
@@ -156,4 +174,5 @@ def _film(
         writer.write(camera, lens.shoot(image, f, fps), "image/jpeg", t=f / fps)
         truth.append(shelf.truth(cover))
         coverage.append(tuple(round(float(c), 4) for c in cover))
-    return truth, coverage
+        states.append(shelf.states(cover))
+    return truth, coverage, states

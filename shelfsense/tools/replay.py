@@ -27,6 +27,7 @@ from shelfsense.client import FramePoster, check_server_url, slot_tier
 from shelfsense.config import check_camera_id
 from shelfsense.footage import Frame, RecordingFootage, open_footage, read_truth
 from shelfsense.tools.replay_report import FrameRecord, ReplayReport
+from shelfsense.tools.replay_shelf import ShelfTruth, event_cursor, score_replay
 from shelfsense.types import Tier
 
 __all__ = ["FrameRecord", "ReplayReport", "Stream", "plan_streams", "replay"]
@@ -111,8 +112,11 @@ async def replay(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     truth_map: Truth = {}
+    shelf_truth: ShelfTruth = {}
     if truth is not None:
-        truth_map = {(row.camera, row.frame): row.slots for row in read_truth(truth)}
+        rows = read_truth(truth)
+        truth_map = {(row.camera, row.frame): row.slots for row in rows}
+        shelf_truth = {(row.camera, row.frame): row for row in rows if row.states is not None}
     report = ReplayReport(
         url=url,
         speed=speed,
@@ -129,11 +133,15 @@ async def replay(
         file=sys.stderr,
         disable=not progress or not sys.stderr.isatty(),
     )
+    cursor = await event_cursor(url, token) if shelf_truth else None
     try:
         async with FramePoster(url, token=token, timeout_s=timeout_s, limit=concurrency) as poster:
             await replayer.run(streams, poster, bar)
     finally:
         bar.close()
+    if shelf_truth and not replayer.stop.is_set():
+        pairs = [(s.camera, s.source_camera) for s in streams]
+        report.shelf = await score_replay(url, token, cursor, pairs, report.records, shelf_truth)
     report.interrupted = replayer.stop.is_set()
     report.offered_fps = round(sum(replayer.rates), 3) if speed is not None and replayer.rates else None
     return report
@@ -244,7 +252,9 @@ def _read_answer(record: FrameRecord, body: dict[str, Any], truth: tuple[str | N
     slots = body.get("slots") or []
     counts = Counter(slot_tier(s) for s in slots)
     record.tiers = tuple(counts[tier] for tier in Tier)
-    record.labels = tuple(s.get("label") for s in sorted(slots, key=lambda s: s.get("slot", 0)))
+    ordered = sorted(slots, key=lambda s: s.get("slot", 0))
+    record.labels = tuple(s.get("label") for s in ordered)
+    record.states = tuple(str(s.get("state")) for s in ordered)
     record.server_frame = body.get("frame")
     record.server_ms = body.get("latency_ms")
     if truth is None:

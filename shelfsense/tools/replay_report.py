@@ -28,6 +28,7 @@ class FrameRecord:
     scored: int = 0  # slots with a non-null truth label
     correct: int = 0
     labels: tuple[str | None, ...] = ()  # the label served per slot, in slot order: what agreement is judged on
+    states: tuple[str, ...] = ()  # the slot state served per slot, in slot order (shelf state)
 
     @property
     def slots(self) -> int:
@@ -53,6 +54,7 @@ class ReplayReport:
     interrupted: bool = False
     # The server's `detail` from the first refusal of each status: a count alone does not say what to fix.
     error_details: dict[str, str] = field(default_factory=dict)
+    shelf: dict[str, Any] | None = None  # per camera, with state truth: tools/replay_shelf.py
 
     # ---- figures derived from the per-frame records
 
@@ -153,6 +155,7 @@ class ReplayReport:
                 }
             ),
             "per_camera": per_camera,
+            "shelf": self.shelf,
             "interrupted": self.interrupted,
         }
 
@@ -191,6 +194,22 @@ class ReplayReport:
         if d["accuracy"] is not None:
             acc = d["accuracy"]
             rows.append(("accuracy", f"{rate(acc['value'])} ({acc['correct']}/{acc['slots_scored']} slots)"))
+        for cam, sh in (self.shelf or {}).items():
+            ev = sh["events"]
+            pr = ", ".join(
+                f"{k.split('_')[-1]} {rate(ev[k]['precision'])}/{rate(ev[k]['recall'])}"
+                for k in ("product_removed", "restocked", "product_changed")
+                if ev[k]["truth"] or ev[k]["detected"]
+            )
+            rows.append(
+                (
+                    f"shelf {cam}",
+                    f"states {rate(sh['state_accuracy'])}, empty P/R {rate(sh['empty_frame']['precision'])}/"
+                    f"{rate(sh['empty_frame']['recall'])} per frame; events P/R {pr or '-'}"
+                    + (f", median delay {sh['median_delay_frames']} frames" if sh["median_delay_frames"] else "")
+                    + ("" if sh["events_read"] else " (events not readable: shelf state off or read token)"),
+                )
+            )
         if self.interrupted:
             rows.append(("interrupted", "yes: stopped before the footage ended"))
         width = max(len(k) for k, _ in rows)
