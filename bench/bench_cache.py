@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from shelfsense.config import parse_config
+from shelfsense.footage.jpeg import encode_jpeg
 from shelfsense.recognition.recognizer import Recognizer
 from shelfsense.tools.dataset import read_split
-from shelfsense.tools.jpeg import encode_jpeg
 from shelfsense.types import Tier, percentiles
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -157,12 +157,37 @@ async def run(source: Path, frames: int) -> None:
         proc.wait(30)
 
 
+def stats_cost(cameras: int, fps: float = 100.0, window_s: float = 60.0) -> tuple[float, int]:
+    """Median ms of Stats.snapshot() with `cameras` cameras and a full window of frames, and frames recorded."""
+    from shelfsense.recognition.recognizer import FrameResult, SlotResult
+    from shelfsense.service.stats import Stats
+    from shelfsense.types import Tier
+
+    now = [0.0]
+    stats = Stats(window_s=window_s, clock=lambda: now[0])
+    slots = [SlotResult(i, (0, 0, 1, 1), "x", 0.9, Tier.MEMORY, 2, [], 0.0, 0.0) for i in range(8)]
+    frames = int(fps * window_s)
+    for i in range(frames):
+        now[0] = i / fps
+        stats.record(FrameResult(f"cam-{i % cameras}", 640, 480, slots, 1.0, 1.0, 0.1, 0.0, 3.0 + i % 7))
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        stats.snapshot()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), frames
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=ROOT, help="checkout whose shelfsense package is served")
     parser.add_argument("--frames", type=int, default=200, help="camera frames per run (default 200)")
     args = parser.parse_args()
     asyncio.run(run(args.source.resolve(), args.frames))
+    if args.source.resolve() == ROOT:
+        for cameras in (8, 64, 6000):
+            ms, frames = stats_cost(cameras)
+            print(f"Stats.snapshot() with {cameras} cameras and {frames} frames in the window: {ms:.2f} ms (median)")
 
 
 if __name__ == "__main__":

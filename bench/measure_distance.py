@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from shelfsense.footage.jpeg import encode_jpeg
 from shelfsense.recognition.hashing import COLOUR_GRID, L_WEIGHT, colour_signature, phash_bits
 from shelfsense.tools.dataset import SplitImage, read_split
-from shelfsense.tools.jpeg import encode_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"

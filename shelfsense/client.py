@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from shelfsense.service.thermal import NEXT_FRAME_HEADER
 from shelfsense.types import Tier
 
 __all__ = ["CONNECTION_FAILURES", "Answer", "FramePoster", "auth_headers", "check_server_url", "slot_tier"]
@@ -61,6 +62,8 @@ class Answer:
     retry_after: float | None  # the answer's Retry-After in seconds, when it gave a number
     ms: float  # wall time from sending to the whole answer read
     exception: BaseException | None = None  # what aiohttp raised, for a debug log line
+    # The server's request to wait this long before the camera's next frame (it runs hot); 0 when none.
+    next_frame_after_ms: int = 0
 
 
 class FramePoster:
@@ -101,6 +104,7 @@ class FramePoster:
                 body = await resp.read()
                 status = resp.status
                 retry_after = _seconds(resp.headers.get("Retry-After"))
+                next_frame_after_ms = _milliseconds(resp.headers.get(NEXT_FRAME_HEADER))
         except aiohttp.ClientConnectorError as exc:
             return _failed("connect", exc, t0)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
@@ -109,7 +113,7 @@ class FramePoster:
             return _failed("timeout", exc, t0)
         except aiohttp.ClientError as exc:
             return _failed("client", exc, t0)
-        return Answer(status, body, None, retry_after, _ms_since(t0))
+        return Answer(status, body, None, retry_after, _ms_since(t0), next_frame_after_ms=next_frame_after_ms)
 
 
 def _failed(kind: str, exc: BaseException, t0: float) -> Answer:
@@ -125,6 +129,13 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None  # an HTTP-date Retry-After: the caller's backoff decides alone
+
+
+def _milliseconds(value: str | None) -> int:
+    try:
+        return max(0, int(value)) if value else 0
+    except ValueError:
+        return 0  # not a number: the camera keeps its own pace rather than guess
 
 
 def slot_tier(slot: dict[str, Any]) -> Tier | None:

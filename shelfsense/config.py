@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from shelfsense import shelfconfig  # [shelf], [mqtt] and the planogram (issue 12)
 from shelfsense.errors import ConfigError
 from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
-from shelfsense.shelfconfig import MqttConfig, ShelfConfig, check_planogram, parse_planogram, validate_shelf
+from shelfsense.thermalconfig import ThermalConfig, validate_thermal
 from shelfsense.types import Box
 
 # One rule for camera ids, shared by the config, HTTP, recordings and replay: ids become directory names inside
@@ -82,7 +83,9 @@ class CacheConfig:
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
     disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
-    disk_bytes: int = 256 * 1024 * 1024  # 256 MiB; diskcache evicts least recently stored beyond it
+    disk_bytes: int = 256 * 1024 * 1024  # 256 MiB on disk, SQLite's write-ahead log included
+    disk_entries: int = 600_000  # at most this many disk entries (and keys in its in-memory index); see config.toml
+    disk_retry_s: float = 5.0  # a failed disk tier is reopened after this, doubling up to 5 minutes
     reverify_s: float = 300.0  # a confirmed answer is re-inferred after this long (0: never) ...
     reverify_hits: int = 1024  # ... or this many hits (0: never); issue 12, docs/shelf.md
 
@@ -134,8 +137,9 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
-    shelf: ShelfConfig = field(default_factory=ShelfConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)  # thermalconfig.py
+    shelf: shelfconfig.ShelfConfig = field(default_factory=shelfconfig.ShelfConfig)
+    mqtt: shelfconfig.MqttConfig = field(default_factory=shelfconfig.MqttConfig)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -161,8 +165,8 @@ _SECTIONS = {
     "cache": CacheConfig,
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
-    "shelf": ShelfConfig,
-    "mqtt": MqttConfig,
+    "thermal": ThermalConfig,
+    **shelfconfig.SHELF_SECTIONS,  # "shelf", "mqtt"
 }
 # The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
 HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
@@ -310,12 +314,10 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
             if not isinstance(raw[k], int) or isinstance(raw[k], bool) or raw[k] < 1:
                 raise ConfigError(f"Config '{where}.{k}' must be a positive integer, got {raw[k]!r}")
             size[k] = raw[k]
-    planogram = parse_planogram(where, raw.get("planogram", []))
+    planogram = shelfconfig.parse_planogram(where, raw.get("planogram", []))
     camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, planogram=planogram, **size)
     if camera.width and camera.height:
-        slot_boxes(camera, camera.width, camera.height)
-    if planogram and camera.width and camera.height:
-        check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
+        shelfconfig.check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
     return camera
 
 
@@ -356,10 +358,13 @@ def _validate(c: Config) -> None:
     check(c.cache.key_reuse_threshold >= 0, "cache.key_reuse_threshold", ">= 0", c.cache.key_reuse_threshold)
     check(1 <= c.cache.confirm_inferences <= 100, "cache.confirm_inferences", "1..100", c.cache.confirm_inferences)
     check(c.cache.memory_entries >= 1, "cache.memory_entries", ">= 1", c.cache.memory_entries)
+    check(c.cache.disk_entries >= 1, "cache.disk_entries", ">= 1", c.cache.disk_entries)
+    check(c.cache.disk_retry_s > 0, "cache.disk_retry_s", "> 0", c.cache.disk_retry_s)
     check(c.cache.disk_bytes >= 1024 * 1024, "cache.disk_bytes", ">= 1 MiB (1048576)", c.cache.disk_bytes)
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
-    validate_shelf(c, check)
+    validate_thermal(c, check)
+    shelfconfig.validate_shelf(c, check)
     check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
 

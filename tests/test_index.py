@@ -172,3 +172,105 @@ def test_byte_table_popcount_matches_int_bit_count() -> None:
 def test_bad_scan_limit_rejected() -> None:
     with pytest.raises(ValueError, match="scan_limit"):
         HammingIndex(8, scan_limit=-1)
+
+
+# --- the compact layout: insert buffer, merges, tombstones, bytes a key ---
+
+
+def planted(n: int, max_distance: int, rng: np.random.Generator) -> np.ndarray:
+    """Random keys, a third of them near-duplicates (0..max_distance + 2 bits away) of earlier ones."""
+    keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    near = np.flatnonzero(rng.random(n) < 0.33)
+    near = near[near > 0]
+    for i in near.tolist():
+        key = int(keys[rng.integers(i)])
+        for p in rng.choice(64, size=int(rng.integers(max_distance + 3)), replace=False).tolist():
+            key ^= 1 << p
+        keys[i] = key
+    return keys
+
+
+@pytest.mark.parametrize("max_distance", [2, 8, 16])
+def test_churn_through_buffer_merges_and_compaction_matches_brute_force(max_distance: int) -> None:
+    # A small buffer forces many merges, removals force tombstones and compactions, and the size crosses the
+    # point where the bucket width grows (a full rebuild): every path must agree with a scan at every radius.
+    rng = np.random.default_rng(max_distance)
+    keys = planted(6000, max_distance, rng)
+    index = HammingIndex(max_distance, scan_limit=500, buffer_limit=97)
+    entries: dict[int, set[int]] = {}
+    for item, key in enumerate(keys.tolist()):
+        index.add(key, item)
+        entries.setdefault(key, set()).add(item)
+        if item % 3 == 2:  # forget a random earlier pair
+            victim = int(rng.integers(item))
+            key_v = int(keys[victim])
+            index.remove(key_v, victim)
+            entries.get(key_v, set()).discard(victim)
+            if not entries.get(key_v, True):
+                del entries[key_v]
+        if item % 1000 == 999:
+            assert len(index) == sum(len(ids) for ids in entries.values())
+            for q in [*keys[rng.integers(item, size=20)].tolist(), *rng.integers(0, 2**63, size=5).tolist()]:
+                for radius in sorted({0, max_distance // 2, max_distance}):
+                    assert index.search(q, radius) == brute_force(entries, q, radius)
+
+
+def test_add_many_equals_one_at_a_time() -> None:
+    rng = np.random.default_rng(4)
+    keys = planted(40_000, 8, rng)
+    bulk = HammingIndex(8)
+    bulk.add_many(keys, np.arange(keys.size))
+    single = HammingIndex(8)
+    for i, k in enumerate(keys.tolist()):
+        single.add(k, i)
+    assert len(bulk) == len(single) == keys.size
+    for q in keys[:300].tolist():
+        assert bulk.search(q) == single.search(q)
+
+
+def test_many_ids_under_one_key_are_all_found() -> None:
+    # Flat crops all share one pHash and differ by colour only: thousands of ids can sit under one key.
+    index = HammingIndex(8, scan_limit=0, buffer_limit=50)
+    flat = 0x8000_0000_0000_0000
+    for item in range(3000):
+        index.add(flat, item)
+    index.add(flat ^ 0b111, 5000)
+    found = index.search(flat)
+    assert found == [(0, i) for i in range(3000)] + [(3, 5000)]
+    for item in range(0, 3000, 2):
+        index.remove(flat, item)
+    assert index.search(flat, 2) == [(0, i) for i in range(1, 3000, 2)]
+
+
+def test_a_million_keys_cost_at_most_40_bytes_each() -> None:
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 2**64 - 1, size=1_000_000, dtype=np.uint64, endpoint=True)
+    index = HammingIndex(8)
+    index.add_many(keys, np.arange(keys.size))
+    assert index.nbytes / len(index) <= 40
+    # Churn as a full disk tier sees it (each store evicts the oldest) leaves tombstones and a part-full buffer.
+    for i, k in enumerate(rng.integers(0, 2**63, size=20_000).tolist()):
+        index.add(k, keys.size + i)
+        index.remove(int(keys[i]), i)
+    assert len(index) == keys.size
+    assert index.nbytes / len(index) <= 40
+    q = int(keys[500_000]) ^ 0b1011
+    assert index.search(q) == [(3, 500_000)]
+
+
+def test_tables_dropped_when_the_index_shrinks() -> None:
+    index = HammingIndex(8, scan_limit=1000)
+    for i in range(1500):
+        index.add(i * 0x9E37_79B9_7F4A_7C15 % 2**64, i)
+    assert index.nbytes > 1500 * 16 + 1000  # tables built
+    for i in range(1200):
+        index.remove(i * 0x9E37_79B9_7F4A_7C15 % 2**64, i)
+    assert len(index) == 300
+    assert index.search(1200 * 0x9E37_79B9_7F4A_7C15 % 2**64) == [(0, 1200)]
+    assert index.nbytes < 300 * 16 + 1024 * 16  # back to the packed keys and ids
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 63, True, 1.0])
+def test_item_ids_must_be_non_negative_int64(bad: object) -> None:
+    with pytest.raises(ValueError, match="item id"):
+        HammingIndex(4).add(1, bad)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "shelfsense.errors",
         "shelfsense.types",
         "shelfsense.locations",
+        "shelfsense.thermalconfig",
         "shelfsense.config",
         "shelfsense.shelfconfig",
     ),
@@ -51,7 +52,9 @@ def layer_of(module: str) -> int:
     best = None
     for level, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best[1])):
+            # the root package names itself only: its modules each need their own entry
+            inside = module.startswith(prefix + ".") and prefix != "shelfsense"
+            if (module == prefix or inside) and (best is None or len(prefix) > len(best[1])):
                 best = (level, prefix)
     if best is None:
         raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and docs/architecture.md")
@@ -144,3 +147,8 @@ def test_the_check_sees_an_upward_import(bad: str, tmp_path: Path) -> None:
     found = imports("shelfsense.recognition.fake", fake, {**modules(), "shelfsense.recognition.fake": fake})
     assert found == {bad}
     assert layer_of(bad) > layer_of("shelfsense.recognition.fake")
+
+
+def test_a_module_outside_every_layer_is_reported() -> None:
+    with pytest.raises(AssertionError, match="belongs to no layer"):
+        layer_of("shelfsense.somewhere_new")

@@ -170,7 +170,7 @@ async def test_corrupt_disk_cache_degrades_to_memory(make_config, tmp_path: Path
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     (cache_dir / "cache.db").write_bytes(b"\x00garbage, not sqlite" * 100)
-    with caplog.at_level(logging.WARNING, logger="shelfsense.recognition.cache"):
+    with caplog.at_level(logging.WARNING, logger="shelfsense.recognition.disk"):
         r = await Recognizer.create(make_config())
     try:
         assert not r.cache.disk.available and "open failed" in r.cache.disk.error

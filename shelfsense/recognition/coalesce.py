@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from shelfsense.recognition.cache import ColourMatch
 from shelfsense.recognition.hashing import PerceptualKey
+from shelfsense.recognition.keystore import ColourMatch
 
 T = TypeVar("T")
 

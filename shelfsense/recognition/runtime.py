@@ -221,8 +221,47 @@ class Classifier:
         return [(self.spec.labels[i], round(float(values[i]), 4)) for i in top]
 
 
+class _Gate:
+    """At most `limit` holders at once, and the limit may change while threads wait (thermal steps lower it).
+
+    A threading.Semaphore cannot shrink, and an asyncio one would leave idle worker threads asleep on nothing;
+    this gate is held inside the worker, so lowering it lets running inferences finish and holds the next ones.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._limit = limit
+        self._running = 0
+        self.peak = 0  # most holders seen at once, for tests and the curious
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        with self._cond:
+            self._limit = limit
+            self._cond.notify_all()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._running < self._limit)
+            self._running += 1
+            self.peak = max(self.peak, self._running)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify()
+
+
 class InferencePool:
-    """Worker threads, each with its own Classifier, fed from the event loop; at most `queue_size` waiting."""
+    """Worker threads, each with its own Classifier, fed from the event loop; at most `queue_size` waiting.
+
+    `active_threads` (at most `threads`) caps how many of the workers infer at once: the service lowers it while
+    the device runs hot (service/thermal.py) without rebuilding interpreters.
+    """
 
     def __init__(
         self,
@@ -248,6 +287,7 @@ class InferencePool:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shelfsense-infer")
+        self._gate = _Gate(threads)
         self.pending = 0
 
     @classmethod
@@ -266,6 +306,22 @@ class InferencePool:
     def invokes(self) -> int:
         return sum(c.invokes for c in self._classifiers)
 
+    @property
+    def active_threads(self) -> int:
+        """Workers allowed to infer at once (1..threads)."""
+        return self._gate.limit
+
+    @active_threads.setter
+    def active_threads(self, n: int) -> None:
+        if not 1 <= n <= self.threads:
+            raise ValueError(f"active_threads must be 1..{self.threads}, got {n}")
+        self._gate.limit = n
+
+    @property
+    def peak_running(self) -> int:
+        """Most inferences seen running at once since the pool started."""
+        return self._gate.peak
+
     def _classifier(self) -> Classifier:
         classifier = getattr(self._local, "classifier", None)
         if classifier is None:
@@ -279,9 +335,10 @@ class InferencePool:
         return classifier
 
     def _run(self, crop_bgr: np.ndarray) -> tuple[Prediction, float]:
-        t0 = time.perf_counter()
-        prediction = self._classifier().classify(crop_bgr)
-        return prediction, (time.perf_counter() - t0) * 1000.0
+        with self._gate:  # the wait for a turn is queueing, not inference: it stays outside the timing
+            t0 = time.perf_counter()
+            prediction = self._classifier().classify(crop_bgr)
+            return prediction, (time.perf_counter() - t0) * 1000.0
 
     async def classify(self, crop_bgr: np.ndarray) -> tuple[Prediction, float]:
         """Top-k prediction and the inference time in ms; OverloadedError when the queue is full."""

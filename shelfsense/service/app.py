@@ -26,6 +26,7 @@ from shelfsense.service.metrics import Metrics
 from shelfsense.service.shelves import setup_shelves
 from shelfsense.service.state import SERVICE, Service
 from shelfsense.service.stats import Stats
+from shelfsense.service.thermal import ThermalController
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,15 @@ log = logging.getLogger(__name__)
 def create_app(config: Config) -> web.Application:
     # aiohttp refuses bodies over client_max_size itself; the handler turns that into our JSON 413.
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[error_middleware])
-    app[SERVICE] = Service(
+    service = app[SERVICE] = Service(
         config=config,
         stats=Stats(window_s=config.server.stats_window_s),
         metrics=Metrics(),
         monitor=DeviceMonitor(config.telemetry.sysfs_root, config.telemetry.vcgencmd),
         admission=Admission(config),
+        thermal=ThermalController(config.thermal, config.model.threads),
     )
+    service.metrics.bind_thermal(service.thermal.status)
     app.cleanup_ctx.append(_recognizer_ctx)
     app.cleanup_ctx.append(_telemetry_ctx)
     if config.record.enabled:
@@ -92,6 +95,9 @@ async def _telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
                 service.device = reading
                 throttled_now = any(reading.throttled["now"].values()) if reading.throttled else None
                 service.metrics.set_device(reading.temperature_c, throttled_now)
+                # Thermal-aware operation (service/thermal.py): the step follows each reading, then the recognizer.
+                service.thermal.update(reading)
+                service.thermal.apply(service.recognizer)
             await asyncio.sleep(service.config.telemetry.interval_s)
 
     task = asyncio.create_task(poll(), name="shelfsense-telemetry")

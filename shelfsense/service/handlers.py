@@ -38,6 +38,7 @@ from shelfsense.service.frames import observe_frame
 from shelfsense.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shelfsense.service.openapi import openapi
 from shelfsense.service.state import SERVICE, Service
+from shelfsense.service.thermal import NEXT_FRAME_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,8 @@ async def post_frame(request: web.Request) -> web.Response:
     service.record(result)
     frame = service.next_frame_number(camera_id)
     observe_frame(service, result, frame, image)  # shelf state and events (service/frames.py)
+    # Thermal step 3 asks cameras to slow down (service/thermal.py); 0 means "send as you like".
+    wait_ms = service.thermal.next_frame_after_ms
     return web.json_response(
         {
             "camera": camera_id,
@@ -207,7 +210,9 @@ async def post_frame(request: web.Request) -> web.Response:
             "size": [result.width, result.height],
             "timing_ms": result.timings(),
             "slots": [s.as_dict() for s in result.slots],
-        }
+            "next_frame_after_ms": wait_ms,
+        },
+        headers={NEXT_FRAME_HEADER: str(wait_ms)} if wait_ms else None,
     )
 
 
@@ -232,6 +237,7 @@ def stats_payload(service: Service) -> dict:
         entries_disk=cache.entries_disk,
         disk_available=cache.disk_available,
         disk_error=cache.disk_error,
+        disk_retry_in_s=cache.disk_retry_in_s,
         max_distance=service.config.cache.max_distance,
         confirmations=recognizer.confirmations if recognizer else 0,
     )
@@ -249,6 +255,7 @@ def stats_payload(service: Service) -> dict:
     else:
         payload["model"] = {"name": None, "sha256": None, "runtime": None, "error": service.model_error}
     payload["device"] = service.device.as_dict() if service.device else None
+    payload["thermal"] = service.thermal.status().as_dict()
     return payload
 
 
@@ -293,6 +300,7 @@ async def readyz(request: web.Request) -> web.Response:
             "model": recognizer.model.name,
             "cache": cache.mode,
             "disk_error": cache.disk_error if cache.enabled and not cache.disk_available else None,
+            "disk_retry_in_s": cache.disk_retry_in_s,
         }
     )
 

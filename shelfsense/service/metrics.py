@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.service.thermal import REASONS, ThermalStatus
 from shelfsense.types import Tier
 
 # Seconds. A Pi answers a fully cached frame in a few ms and a frame of misses in tens to hundreds.
@@ -78,6 +80,10 @@ class Metrics:
         self.temperature.set(float("nan") if temperature_c is None else temperature_c)
         self.throttled.set(float("nan") if throttled_now is None else float(throttled_now))
 
+    def bind_thermal(self, status: Callable[[], ThermalStatus]) -> None:
+        """The thermal step, its reasons and the time in each step, read from the controller at scrape time."""
+        self.registry.register(_ThermalCollector(status))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -115,3 +121,38 @@ class _ShelfCollector:
         reverify.add_metric(["same"], f["reverifications"] - f["reverify_changed"])
         reverify.add_metric(["changed"], f["reverify_changed"])
         yield reverify
+
+
+class _ThermalCollector(Collector):
+    def __init__(self, status: Callable[[], ThermalStatus]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._status()
+        yield GaugeMetricFamily(
+            "shelfsense_thermal_step",
+            "Thermal step: 0 normal, 1 pause_background, 2 fewer_threads, 3 slow_cameras",
+            value=s.step,
+        )
+        reasons = GaugeMetricFamily(
+            "shelfsense_thermal_reason", "1 while this reason holds the step up", labels=["reason"]
+        )
+        for code in REASONS:
+            reasons.add_metric([code], float(code in s.reasons))
+        yield reasons
+        seconds = CounterMetricFamily(
+            "shelfsense_thermal_step_seconds", "Time spent in each thermal step", labels=["step"]
+        )
+        for name, spent in s.seconds_in_step.items():
+            seconds.add_metric([name], spent)
+        yield seconds
+        yield GaugeMetricFamily(
+            "shelfsense_under_voltage",
+            "1 while the Pi reports under-voltage now (NaN: no vcgencmd reading)",
+            value=float("nan") if s.under_voltage is None else float(s.under_voltage),
+        )
+        yield GaugeMetricFamily(
+            "shelfsense_next_frame_after_seconds",
+            "What frame answers ask cameras to wait (0: no slowing down)",
+            value=s.next_frame_after_ms / 1000.0,
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shelfsense import __version__
+from shelfsense.service.thermal import NEXT_FRAME_HEADER
 
 __all__ = ["openapi"]
 
@@ -51,7 +52,7 @@ _SLOT = {
 }
 _FRAME_RESULT = {
     "type": "object",
-    "required": ["camera", "frame", "latency_ms", "model", "size", "timing_ms", "slots"],
+    "required": ["camera", "frame", "latency_ms", "model", "size", "timing_ms", "slots", "next_frame_after_ms"],
     "properties": {
         "camera": {"type": "string"},
         "frame": {"type": "integer", "minimum": 1},
@@ -60,7 +61,18 @@ _FRAME_RESULT = {
         "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
         "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
         "slots": {"type": "array", "items": _SLOT},
+        "next_frame_after_ms": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "wait at least this long before this camera's next frame (0: no request to slow down)",
+        },
     },
+}
+_FRAME_HEADERS = {
+    NEXT_FRAME_HEADER: {
+        "description": "while the device sheds work (thermal step 3): next_frame_after_ms, repeated",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 _STATS = {
     "type": "object",
@@ -82,6 +94,18 @@ _STATS = {
         "errors": {"type": "object", "additionalProperties": {"type": "integer"}},
         "model": {"type": "object"},
         "device": {"type": ["object", "null"]},
+        "thermal": {
+            "type": "object",
+            "required": ["step", "state", "reasons", "under_voltage", "seconds_in_step", "next_frame_after_ms"],
+            "properties": {
+                "step": {"type": "integer", "minimum": 0, "maximum": 3},
+                "state": {"enum": ["normal", "pause_background", "fewer_threads", "slow_cameras"]},
+                "reasons": {"type": "object", "additionalProperties": {"type": "string"}},
+                "under_voltage": {"type": ["boolean", "null"]},
+                "seconds_in_step": {"type": "object", "additionalProperties": {"type": "number"}},
+                "next_frame_after_ms": {"type": "integer", "minimum": 0},
+            },
+        },
     },
 }
 
@@ -175,7 +199,7 @@ def openapi() -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "responses": {
-            "200": _json(_FRAME_RESULT, "the frame's slots with their products"),
+            "200": {**_json(_FRAME_RESULT, "the frame's slots with their products"), "headers": _FRAME_HEADERS},
             **_errors(400, 401, 403, 404, 405, 408, 413, 415, 500, 503),
         },
     }

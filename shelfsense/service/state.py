@@ -15,6 +15,7 @@ from shelfsense.service.device import DeviceMonitor, DeviceReading
 from shelfsense.service.history import History
 from shelfsense.service.metrics import Metrics
 from shelfsense.service.stats import Stats
+from shelfsense.service.thermal import ThermalController
 from shelfsense.shelf.hub import ShelfHub
 
 
@@ -25,6 +26,7 @@ class Service:
     metrics: Metrics
     monitor: DeviceMonitor
     admission: Admission
+    thermal: ThermalController  # the step of thermal-aware operation, fed by the telemetry reader
     recognizer: Recognizer | None = None
     model_error: str | None = "model not loaded yet"
     device: DeviceReading | None = None

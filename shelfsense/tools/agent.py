@@ -23,6 +23,7 @@ from shelfsense.client import CONNECTION_FAILURES, FramePoster, slot_tier
 from shelfsense.config import check_camera_id
 from shelfsense.errors import SourceError
 from shelfsense.tools.capture import FrameSource
+from shelfsense.tools.pacing import ServerPace
 from shelfsense.types import percentiles
 
 __all__ = ["AgentStats", "CameraAgent", "Grabbed", "LatestFrame", "run_agent"]
@@ -138,6 +139,7 @@ class CameraAgent:
         self.slot = LatestFrame(self.stats)
         self._grabber_done = asyncio.Event()
         self._warned: set[str] = set()
+        self.pace = ServerPace(camera)  # a server running hot asks for fewer frames: tools/pacing.py
 
     def backoff(self, failures: int, retry_after: float | None = None) -> float:
         """Exponential in consecutive failures, capped, with jitter so restarted servers are not stampeded."""
@@ -208,7 +210,9 @@ class CameraAgent:
             self._grabber_done.set()
 
     async def _next_frame(self, stop: asyncio.Event) -> Grabbed | None:
-        """The newest frame, or None when stopped or when the source has ended and nothing is left."""
+        """The newest frame, no sooner than the server asked; None when stopped or the source ended with none left."""
+        if await self.pace.wait(stop):
+            return None
         if len(self.slot):
             return self.slot.take_nowait()
         waits = [asyncio.ensure_future(w) for w in (self.slot.take(), stop.wait(), self._grabber_done.wait())]
@@ -291,6 +295,7 @@ class CameraAgent:
             log.debug("camera %s frame %d: %s (%s)", self.camera, frame.number, answer.failure, answer.exception)
             return answer.failure, None
         if answer.status == 200:
+            self.pace.obey(answer.next_frame_after_ms)
             self.stats.latency_ms.append(answer.ms)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
