@@ -65,8 +65,8 @@ async def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict:
                     if label is not None and c <= OCCLUDED_ABOVE:
                         labelled, right = labelled + 1, right + (s.label == label)
         extra = {
-            "reverifications": recognizer.reverifications,
-            "reverify_changed": recognizer.reverify_changed,
+            "reverifications": recognizer.reverify.runs,
+            "reverify_changed": recognizer.reverify.changed,
             "label_accuracy": round(right / labelled, 4),
         }
     finally:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from shelfsense import shelfconfig  # [shelf], [mqtt] and the planogram (issue 12)
 from shelfsense.errors import ConfigError
 from shelfsense.locations import BUNDLED_CONFIG, BUNDLED_MODEL, IN_CHECKOUT, STATE_FIELD, state_dir
-from shelfsense.shelfconfig import MqttConfig, ShelfConfig, check_planogram, parse_planogram, validate_shelf
 from shelfsense.thermalconfig import ThermalConfig, validate_thermal
 from shelfsense.tomlvalues import coerce
 from shelfsense.types import Box
@@ -138,8 +138,8 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     thermal: ThermalConfig = field(default_factory=ThermalConfig)  # thermalconfig.py
-    shelf: ShelfConfig = field(default_factory=ShelfConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    shelf: shelfconfig.ShelfConfig = field(default_factory=shelfconfig.ShelfConfig)
+    mqtt: shelfconfig.MqttConfig = field(default_factory=shelfconfig.MqttConfig)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -166,8 +166,7 @@ _SECTIONS = {
     "telemetry": TelemetryConfig,
     "record": RecordConfig,
     "thermal": ThermalConfig,
-    "shelf": ShelfConfig,
-    "mqtt": MqttConfig,
+    **shelfconfig.SHELF_SECTIONS,  # "shelf", "mqtt"
 }
 # The perceptual hashes recognition.hashing implements (it checks that it implements exactly these).
 HASH_ALGORITHMS = ("phash", "phash_simple", "dhash", "dhash_vertical", "ahash", "whash")
@@ -281,12 +280,10 @@ def _camera(cid: str, raw: Any) -> CameraConfig:
             if not isinstance(raw[k], int) or isinstance(raw[k], bool) or raw[k] < 1:
                 raise ConfigError(f"Config '{where}.{k}' must be a positive integer, got {raw[k]!r}")
             size[k] = raw[k]
-    planogram = parse_planogram(where, raw.get("planogram", []))
+    planogram = shelfconfig.parse_planogram(where, raw.get("planogram", []))
     camera = CameraConfig(id=cid, slots=slots, grid=grid, token=token, planogram=planogram, **size)
     if camera.width and camera.height:
-        slot_boxes(camera, camera.width, camera.height)
-    if planogram and camera.width and camera.height:
-        check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
+        shelfconfig.check_planogram(where, planogram, len(slot_boxes(camera, camera.width, camera.height)))
     return camera
 
 
@@ -333,7 +330,7 @@ def _validate(c: Config) -> None:
     check(c.telemetry.interval_s > 0, "telemetry.interval_s", "> 0", c.telemetry.interval_s)
     check(c.record.max_bytes >= 1024 * 1024, "record.max_bytes", ">= 1 MiB (1048576)", c.record.max_bytes)
     validate_thermal(c, check)
-    validate_shelf(c, check)
+    shelfconfig.validate_shelf(c, check)
     check(c.cache.hash in HASH_ALGORITHMS, "cache.hash", " | ".join(HASH_ALGORITHMS), c.cache.hash)
 
 

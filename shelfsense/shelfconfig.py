@@ -13,7 +13,15 @@ from typing import Any
 
 from shelfsense.errors import ConfigError
 
-__all__ = ["MqttConfig", "ShelfConfig", "check_planogram", "parse_planogram", "shelf_state_path", "validate_shelf"]
+__all__ = [
+    "SHELF_SECTIONS",
+    "MqttConfig",
+    "ShelfConfig",
+    "check_planogram",
+    "parse_planogram",
+    "shelf_state_path",
+    "validate_shelf",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +53,9 @@ class MqttConfig:
     reconnect_s: float = 2.0
 
 
+SHELF_SECTIONS = {"shelf": ShelfConfig, "mqtt": MqttConfig}
+
+
 def shelf_state_path(config: Any) -> Path | None:
     """Where the shelf state and event log live: `shelf.state_path`, else beside the disk cache, else nowhere."""
     if config.shelf.state_path is not None:
@@ -54,7 +65,7 @@ def shelf_state_path(config: Any) -> Path | None:
 
 
 def check_planogram(where: str, planogram: tuple[str, ...], slots: int) -> None:
-    if len(planogram) != slots:
+    if planogram and len(planogram) != slots:
         raise ConfigError(f"Config '{where}.planogram' names {len(planogram)} products for {slots} slots")
 
 

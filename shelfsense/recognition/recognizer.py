@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
+from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
 from shelfsense.recognition.slotstate import SlotLook, SlotState, SlotStateClassifier, look_of
 from shelfsense.types import Box, Prediction, Tier
@@ -120,13 +120,10 @@ class Recognizer:
         self._confirming: dict[PerceptualKey, asyncio.Task] = {}
         self.confirmations = 0  # background inferences averaged into cached answers
         self.confirm_failures = 0
+        self.reverify = ReverifySchedule(config.cache)  # issue 12: confirmed answers are re-inferred now and then
+        self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
         # Set by the service while the device runs hot (service/thermal.py): no new background confirmations.
         self.background_paused = False
-        # Re-verification (issue 12): confirmed answers are re-inferred after cache.reverify_s / reverify_hits.
-        self.reverifications = 0  # background re-inferences of fully confirmed answers
-        self.reverify_changed = 0  # ... whose fresh top label disagreed, so the answer was restarted from it
-        self._verified_at: OrderedDict[PerceptualKey, float] = OrderedDict()  # monotonic time of the last inference
-        self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
 
@@ -306,7 +303,7 @@ class Recognizer:
         confirmed = hit.inferences >= self.config.cache.confirm_inferences
         if (
             self.background_paused
-            or (hit.hits < 4**hit.inferences if not confirmed else not self._reverify_due(hit))
+            or (hit.hits < 4**hit.inferences if not confirmed else not self.reverify.due(hit))
             or hit.key in self._confirming
             or self.pool.pending >= self.pool.threads
         ):
@@ -329,33 +326,7 @@ class Recognizer:
         assert self.cache is not None
         self.cache.confirm(key, prediction)
         self.confirmations += 1
-        self._verified(key)
-
-    # ---- re-verification (issue 12): no answer lives forever ---------------------------------------------------
-
-    def _reverify_due(self, hit: Hit) -> bool:
-        """A fully confirmed answer is re-inferred after cache.reverify_hits hits or cache.reverify_s seconds.
-
-        Even an averaged answer can go stale: another flavour of the same brand swapped into a facing may fall
-        within the hit radius of the old product's key and be served the old label for as long as it stays. NVRs
-        re-check stationary objects at an interval for the same reason.
-        """
-        c = self.config.cache
-        if c.reverify_hits and hit.hits >= c.reverify_hits:
-            return True
-        if not c.reverify_s:
-            return False
-        seen = self._verified_at.get(hit.key)
-        if seen is None:  # first hit since start-up (or since it was forgotten): its age counts from now
-            self._verified(hit.key)
-            return False
-        return time.monotonic() - seen >= c.reverify_s
-
-    def _verified(self, key: PerceptualKey) -> None:
-        self._verified_at[key] = time.monotonic()
-        self._verified_at.move_to_end(key)
-        while len(self._verified_at) > self.config.cache.memory_entries:  # no more keys than the memory tier holds
-            self._verified_at.popitem(last=False)
+        self.reverify.verified(key)
 
     async def _reverify(self, hit: Hit, key: PerceptualKey, crop_bgr: np.ndarray) -> None:
         """Re-infer a confirmed answer. A fresh top label that disagrees is stored under the crop's own key.
@@ -373,10 +344,10 @@ class Recognizer:
             log.exception("background re-verification of a cached answer failed")
             return
         assert self.cache is not None
-        self.reverifications += 1
-        self._verified(hit.key)
+        self.reverify.runs += 1
+        self.reverify.verified(hit.key)
         if prediction and hit.prediction and prediction[0][0] != hit.prediction[0][0]:
-            self.reverify_changed += 1
+            self.reverify.changed += 1
             self.cache.store(key, prediction)
         else:
             self.cache.confirm(hit.key, prediction)

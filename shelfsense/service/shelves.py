@@ -90,8 +90,8 @@ def _shelf_figures(service: Service) -> dict:
         "slots": hub.state_counts() if hub else {},
         "events": dict(hub.events_by_type) if hub else {},
         "out_of_stock_seconds": hub.empty_seconds(time.time()) if hub else 0.0,
-        "reverifications": recognizer.reverifications if recognizer else 0,
-        "reverify_changed": recognizer.reverify_changed if recognizer else 0,
+        "reverifications": recognizer.reverify.runs if recognizer else 0,
+        "reverify_changed": recognizer.reverify.changed if recognizer else 0,
     }
 
 
@@ -139,8 +139,8 @@ async def get_shelves(request: web.Request) -> web.Response:
     payload = _hub(request).payload()
     recognizer = request.app[SERVICE].recognizer
     payload["reverify"] = {
-        "runs": recognizer.reverifications if recognizer else 0,
-        "changed": recognizer.reverify_changed if recognizer else 0,
+        "runs": recognizer.reverify.runs if recognizer else 0,
+        "changed": recognizer.reverify.changed if recognizer else 0,
     }
     return web.json_response(payload)
 

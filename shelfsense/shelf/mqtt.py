@@ -25,7 +25,7 @@ from typing import Any
 
 import aiomqtt
 
-from shelfsense.config import MqttConfig
+from shelfsense.shelfconfig import MqttConfig
 
 log = logging.getLogger(__name__)
 
