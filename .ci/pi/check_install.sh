@@ -12,8 +12,10 @@ install -d -o "$user" -g "$user" -m 0750 "$state" # what StateDirectory= does
 py=/opt/shelfsense/.venv/bin/python
 port=$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cd "$state"
+# setpriv execs the service itself (as systemd does), so $pid is the service and gets the SIGTERM below
 # shellcheck disable=SC2086 # ExecStart is a command line
-runuser -u "$user" -- env HOME="$state" $exec_start --host 127.0.0.1 --port "$port" 2>/tmp/serve.log &
+setpriv --reuid="$user" --regid="$user" --init-groups -- env HOME="$state" $exec_start --host 127.0.0.1 \
+  --port "$port" 2>/tmp/serve.log &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 $py - "$port" /work/shared/images/hot_dog.jpg <<'PY'
@@ -37,7 +39,11 @@ print("frame", r.status, "slots", len(body["slots"]), "first:", body["slots"][0]
 assert r.status == 200 and len(body["slots"]) == 8
 PY
 kill -TERM $pid
-wait $pid && echo "stopped cleanly (exit 0)"
+code=0
+wait $pid || code=$?
 trap - EXIT
-grep -E "stopped; disk cache" /tmp/serve.log
+tail -n 3 /tmp/serve.log
+[[ $code == 0 ]] || { echo "the service exited with $code on SIGTERM" >&2; exit 1; }
+grep -q "stopped; disk cache $state/cache closed" /tmp/serve.log
+echo "SIGTERM: exit 0, disk cache closed"
 ls -la "$state"
