@@ -108,3 +108,17 @@ def test_no_root_no_install() -> None:
         pytest.skip("running as root: the refusal is for other users")
     out = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "run it as root" in out.stderr
+
+
+@pytest.mark.parametrize(("require", "code", "verdict"), [("", 0, "SKIPPED"), ("1", 1, "FAILED")])
+def test_pi_stage_without_root_says_why_and_skips_or_fails(require: str, code: int, verdict: str) -> None:
+    """Locally the emulated Pi OS stage skips when it cannot run; under SHELFSENSE_REQUIRE_PI=1 (CI) it fails."""
+    command = ["bash", str(ROOT / ".ci" / "pi" / "stage")]
+    if os.geteuid() == 0:  # as root it would run: drop to nobody, as a user without sudo would be
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv is missing")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {**os.environ, "SHELFSENSE_REQUIRE_PI": require}
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    assert out.returncode == code, out.stdout + out.stderr
+    assert "emulation impossible here: needs root" in out.stderr and verdict in out.stderr
