@@ -79,6 +79,7 @@ def carton(body_bgr: tuple[int, int, int]) -> np.ndarray:
 # --- parity with imagehash -------------------------------------------------------------------------------
 
 
+@pytest.mark.pi
 def test_phash_parity_on_grocery_crops(grocery_dir: Path) -> None:
     rng = np.random.default_rng(20240601)
     crops = []
@@ -96,6 +97,7 @@ def test_phash_parity_on_grocery_crops(grocery_dir: Path) -> None:
     assert mismatched == []
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (7, 3), (32, 32), (33, 31), (250, 17), (480, 640)])
 def test_phash_parity_on_synthetic_images(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
@@ -118,6 +120,7 @@ def test_phash_parity_on_synthetic_images(shape: tuple[int, int]) -> None:
     assert phash_bits(view) == reference_phash(np.ascontiguousarray(view))
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize(
     ("algorithm", "reference"),
     [

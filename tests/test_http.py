@@ -66,6 +66,7 @@ async def post(client, camera: str, body: bytes, ctype: str = "image/jpeg", **kw
     return await client.post(f"/v1/frames/{camera}", data=body, headers={"Content-Type": ctype, **kw})
 
 
+@pytest.mark.pi
 async def test_frames_from_several_cameras_and_counters_add_up(aiohttp_client, make_config, images) -> None:
     cameras = {f"cam-{i}": {"grid": {"rows": 2, "cols": 2}} for i in range(4)}
     client = await _client(aiohttp_client, make_config(cameras=cameras, cache={"confirm_inferences": 1}))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from shelfsense.cli.main import main
 from shelfsense.locations import BUNDLED_MODEL
@@ -126,6 +127,7 @@ def test_bundled_model_is_committed_with_labels_and_card() -> None:
     assert len(coarse) == 81 and len(set(coarse)) == 43
 
 
+@pytest.mark.pi
 def test_bundled_model_classifies_val_photos(grocery_dir: Path) -> None:
     """Rule: the first val photo of every class. The model card says ~45 % top-1, so well above chance (1.2 %)."""
     from conftest import grocery_photos

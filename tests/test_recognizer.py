@@ -34,6 +34,7 @@ def _perturb(frame: np.ndarray, seed: int) -> bytes:
     return jpeg(np.clip(lit, 0, 255).astype(np.uint8), quality=int(rng.integers(70, 90)))
 
 
+@pytest.mark.pi
 async def test_same_shelf_again_hits_memory_and_other_products_miss(make_config, grocery_dir: Path) -> None:
     r = await Recognizer.create(make_config(cache={"confirm_inferences": 1}))  # counting slot inferences only
     try:
@@ -77,6 +78,7 @@ async def test_colour_only_difference_is_not_a_hit(own_config) -> None:
         await r.close()
 
 
+@pytest.mark.pi
 async def test_restart_hits_from_disk(make_config, grocery_dir: Path) -> None:
     config = make_config()
     frame = tile(_photos(grocery_dir, 8, offset=20), 2, 4)
@@ -115,6 +117,7 @@ async def test_changing_the_model_file_invalidates(make_config, mobilenet_v2: Pa
         await r.close()
 
 
+@pytest.mark.pi
 async def test_eight_concurrent_identical_misses_run_one_inference(make_config, shared_dir: Path) -> None:
     r = await Recognizer.create(make_config())
     try:

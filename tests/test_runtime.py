@@ -24,6 +24,7 @@ def _solid(bgr: tuple[int, int, int], size: tuple[int, int] = (120, 90)) -> np.n
     return image
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_litert_top1_on_shared_mobilenet(name: str, shared_dir: Path, mobilenet_v2: Path, imagenet_labels: Path):
     c = Classifier(mobilenet_v2, imagenet_labels, backend="litert")
@@ -34,6 +35,7 @@ def test_litert_top1_on_shared_mobilenet(name: str, shared_dir: Path, mobilenet_
     assert len(c.spec.labels) == 1001 and c.invokes == 1
 
 
+@pytest.mark.pi
 @pytest.mark.parametrize(
     ("model", "dtype", "size"),
     [
@@ -101,6 +103,7 @@ needs_tflite = pytest.mark.skipif(
 )
 
 
+@pytest.mark.pi
 @needs_tflite
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_tflite_runtime_fallback_agrees(name: str, shared_dir: Path, mobilenet_v2: Path, imagenet_labels: Path):
@@ -112,6 +115,7 @@ def test_tflite_runtime_fallback_agrees(name: str, shared_dir: Path, mobilenet_v
         assert Classifier(mobilenet_v2, imagenet_labels, backend="litert").classify(image)[0][0] == EXPECTED[name]
 
 
+@pytest.mark.pi
 @needs_tflite
 def test_tflite_runtime_fallback_on_fixture_models() -> None:
     for model in ("colour_f32_96", "colour_i8_48x64", "colour_u8_128"):

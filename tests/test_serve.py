@@ -99,6 +99,7 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
         assert proc.wait(30) == 0
 
 
+@pytest.mark.pi
 async def test_serve_on_bundled_config_from_any_directory(tmp_path: Path) -> None:
     """What the README's run command does, from an unrelated working directory."""
     port = _port()
@@ -185,6 +186,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, case: str, message: st
     assert message in errors[0], errors
 
 
+@pytest.mark.pi
 async def test_tokens_never_reach_the_access_log(tmp_path: Path) -> None:
     port = _port()
     proc = _serve("--config", str(_colour_config(tmp_path, port, 'read_token = "read-secret-2"')))

@@ -11,6 +11,8 @@ import asyncio
 import hashlib
 import importlib
 import importlib.metadata
+import logging
+import platform
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +29,8 @@ from shelfsense.types import Prediction
 
 if TYPE_CHECKING:
     from shelfsense.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 BACKENDS = {  # config name -> (module with Interpreter, distribution for its version)
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -124,6 +128,25 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip())
 
 
+def unsafe_fully_connected(interpreter: Any) -> list[str]:
+    """FULLY_CONNECTED ops that tflite-runtime 2.14 on ARM kills the process in: int8 weights quantized per
+    channel and no bias. Its gemmlowp per-channel output pipeline always adds the bias vector, read through a NULL
+    pointer (SIGSEGV in gemmlowp::UnpackResult), whenever the op leaves the NEON GEMV fast path (batch > 1, fewer
+    than 4 outputs or 8 inputs). Found in the emulated Pi OS stage (.ci/pi/stage, docs/raspberry-pi.md); the
+    x86_64 build and LiteRT 1.4/2.x run these models."""
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    unsafe = []
+    for op in interpreter._get_ops_details():
+        inputs = list(op["inputs"])
+        if op["op_name"] != "FULLY_CONNECTED" or len(inputs) < 2 or inputs[1] not in tensors:
+            continue
+        weights = tensors[inputs[1]]
+        per_channel = len(weights.get("quantization_parameters", {}).get("scales", ())) > 1
+        if per_channel and (len(inputs) < 3 or inputs[2] < 0):
+            unsafe.append(f"op {op['index']} ({weights['name']})")
+    return unsafe
+
+
 def _tensor_spec(detail: dict) -> TensorSpec:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorSpec(
@@ -153,6 +176,21 @@ class Classifier:
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path} is not a loadable TFLite model: {exc}") from None
+        if self.backend.name == "tflite-runtime" and platform.machine().lower() in ("aarch64", "arm64", "armv7l"):
+            unsafe = unsafe_fully_connected(self._interpreter)
+            if unsafe:  # its optimized kernel would crash the process: the reference kernels are slower but sound
+                log.warning(
+                    "%s: tflite-runtime on %s crashes in per-channel FULLY_CONNECTED without bias (%s); "
+                    "using its reference kernels (slower; LiteRT has no such bug)",
+                    self.path.name,
+                    platform.machine(),
+                    ", ".join(unsafe),
+                )
+                resolver = importlib.import_module(BACKENDS["tflite-runtime"][0]).OpResolverType.BUILTIN_REF
+                self._interpreter = self.backend.interpreter_cls(
+                    model_path=str(self.path), num_threads=num_threads, experimental_op_resolver_type=resolver
+                )
+                self._interpreter.allocate_tensors()
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             raise ModelError(f"{self.path}: expected one NHWC RGB image input, got {[d['shape'] for d in inputs]}")
