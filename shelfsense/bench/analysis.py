@@ -239,6 +239,8 @@ def frame_cost(runs: dict[str, ModeRun]) -> dict[str, Any] | None:
         "all_hit_ms": None,
         "other_ms": None,
         "ceiling": None,
+        "decode_alone_ms": None,  # P50 over the all-hit frames
+        "hit_path_ratio": None,  # all-hit frame P50 / decode-alone P50
     }
     if hit:
         stages = np.array([ours.stage_ms[k] for k in hit])
@@ -246,6 +248,11 @@ def frame_cost(runs: dict[str, ModeRun]) -> dict[str, Any] | None:
         for i, stage in enumerate(("decode", "keys", "lookups")):
             out["all_hit_ms"][stage] = percentiles(stages[:, i], (50,))["p50"]
         out["ceiling"] = out["no_cache_ms"]["mean"] / out["all_hit_ms"]["mean"]
+        if ours.decode_alone_ms:
+            # The hit path against its floor: the same frames' JPEGs decoded alone, timed beside them.
+            floor = percentiles((ours.decode_alone_ms[k] for k in hit), (50,))["p50"]
+            out["decode_alone_ms"] = floor
+            out["hit_path_ratio"] = out["all_hit_ms"]["p50"] / floor if floor else None
     if rest:
         out["other_ms"] = _mean_p50(ours.frame_ms[k] for k in rest)
     return out

@@ -90,9 +90,13 @@ def _frame_cost(cost: dict[str, Any] | None) -> list[str]:
     )
     if other:
         text += f", {cost['other_frames']} frames with an inference {other['mean']:.2f} / {other['p50']:.2f} ms"
-    return [
-        "",
-        text,
+    lines = ["", text]
+    if cost.get("hit_path_ratio"):
+        lines.append(
+            f"hit path: all-hit frame P50 {hit['p50']:.2f} ms = {cost['hit_path_ratio']:.2f}x decoding the same JPEGs "
+            f"alone (P50 {cost['decode_alone_ms']:.2f} ms, timed beside each frame)"
+        )
+    return lines + [
         f"ceiling: at a 100 % hit rate the perceptual cache could reach {cost['ceiling']:.2f}x no cache with this "
         "model on this machine (no-cache frame / all-hit frame)",
     ]

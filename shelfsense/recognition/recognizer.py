@@ -223,9 +223,7 @@ class Recognizer:
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
         else:
-            slots = await asyncio.gather(
-                *(self._resolve(i, b, c, k) for i, (b, c, k) in enumerate(zip(boxes, crops, keys, strict=True)))
-            )
+            slots = await self._resolve_frame(boxes, crops, keys)
         return FrameResult(
             camera=camera_id,
             width=width,
@@ -254,14 +252,40 @@ class Recognizer:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
         return _slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
-    async def _resolve(self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey) -> SlotResult:
+    async def _resolve_frame(
+        self, boxes: tuple[Box, ...], crops: list[np.ndarray], keys: list[PerceptualKey]
+    ) -> list[SlotResult]:
+        """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
+
+        Most frames of a fixed camera are all memory hits. Answering those synchronously, without a task per
+        slot and a gather, is a third of what the hit path cost beyond decoding and keying (docs/benchmarks.md,
+        "Hit path"). The order of cache operations is the one the per-slot tasks had: every slot's memory
+        lookup, in slot order, before any disk lookup or inference starts.
+        """
         assert self.cache is not None
-        t0 = time.perf_counter()
-        hit = self.cache.lookup_memory(key)
-        memory_ms = _ms(t0)
-        if hit is not None:
+        slots: list[SlotResult | None] = []
+        missed: list[tuple[int, float]] = []  # slot, memory lookup ms
+        for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
+            t0 = time.perf_counter()
+            hit = self.cache.lookup_memory(key)
+            memory_ms = _ms(t0)
+            if hit is None:
+                slots.append(None)
+                missed.append((i, memory_ms))
+                continue
             self._maybe_confirm(hit, crop_bgr)
-            return _slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
+            slots.append(_slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
+        if missed:
+            resolved = await asyncio.gather(*(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed))
+            for (i, _), result in zip(missed, resolved, strict=True):
+                slots[i] = result
+        return slots  # type: ignore[return-value]  # every None was replaced above
+
+    async def _resolve(
+        self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey, memory_ms: float
+    ) -> SlotResult:
+        """A memory miss: the disk tier, else inference, in one flight shared by near-equal keys."""
+        assert self.cache is not None
 
         async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
             t1 = time.perf_counter()
