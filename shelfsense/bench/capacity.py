@@ -3,9 +3,10 @@
 A real `shelfsense serve` process on loopback (a fresh disk cache, the footage camera's slots configured for
 every camera), then N cameras posting the footage at F frames/s each, one request in flight per camera as a
 camera does, for a fixed time per step. N is stepped up (1, 2, 4, ... by default) until a step does not hold:
-client P99 over the target, any frame refused (503: admission or the inference queue full) or failed, or the
-achieved rate under 95 % of the offered one. The largest N that held is the box's capacity for that model and
-frame rate; the hit and miss shares of the slots say how much of that the cache carried.
+client P99 over the target, any frame refused (503: an admission budget full) or failed, or the achieved rate
+under 95 % of the offered one; then the gap to the last N that held is halved until it is within an eighth.
+The largest N that held is the box's capacity for that model and frame rate; the hit and miss shares of the
+slots say how much of that the cache carried, and each refusal is counted by the budget that made it.
 
 Before the steps, one camera posts the first half of the footage once: the cache a box has after its first
 minutes. Camera i then replays the whole footage from frame i * 37 on (so that the cameras are not in step);
@@ -28,6 +29,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ class CameraStep:
     sent: int = 0
     ok: int = 0
     refused: int = 0  # 503 answers
+    refused_by: Counter = field(default_factory=Counter)  # which admission budget said no (from the 503's message)
     errors: int = 0  # other statuses and requests that got no answer
     client_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
@@ -108,6 +111,7 @@ class CameraStep:
             "sent": self.sent,
             "ok": self.ok,
             "refused": self.refused,
+            "refused_by": dict(self.refused_by),
             "errors": self.errors,
             "client_ms": percentiles(self.client_ms),
             "server_ms": percentiles(self.server_ms),
@@ -128,13 +132,10 @@ class ModelCapacity:
 
     @property
     def held(self) -> CameraStep | None:
-        """The last step before the first one that did not hold."""
-        best = None
-        for step in self.steps:
-            if not step.holds(self.p99_ms):
-                break
-            best = step
-        return best
+        """The largest camera count that held, below every count that did not (the steps narrow in on it)."""
+        failed = min((s.cameras for s in self.steps if not s.holds(self.p99_ms)), default=None)
+        held = [s for s in self.steps if s.holds(self.p99_ms) and (failed is None or s.cameras < failed)]
+        return max(held, key=lambda s: s.cameras, default=None)
 
     def as_dict(self) -> dict[str, Any]:
         held = self.held
@@ -208,15 +209,36 @@ async def _one_model(
         if warm_up:  # one camera, the first half once: the second half stays new (see the module doc)
             warm = frames[: max(1, len(frames) // 2)]
             result.warm_up_frames = await _warm_up(server.url, warm, min(WARM_UP_LIMIT_S, budget_s / 4))
-        for n in steps:
+        for n in _counts(steps, result, p99_ms):
             if time.monotonic() + step_seconds > deadline:
                 result.stopped_by_budget = True
                 break
-            step = await _step(server.url, frames, n, fps, step_seconds)
-            result.steps.append(step)
-            if not step.holds(p99_ms):
-                break
+            result.steps.append(await _step(server.url, frames, n, fps, step_seconds))
     return result
+
+
+def _counts(steps: tuple[int, ...], result: ModelCapacity, p99_ms: float) -> Iterator[int]:
+    """The given counts until one fails, then halving the gap to the last count that held (to ~1/8 of it).
+
+    Doubling alone leaves a factor of two between "holds" and "does not"; a few more steps narrow it. The
+    caller appends each step to `result` before asking for the next count.
+    """
+    held = 0
+    for n in steps:
+        yield n
+        if not result.steps[-1].holds(p99_ms):
+            failed = n
+            break
+        held = n
+    else:
+        return
+    while failed - held > max(1, held // 8):
+        n = (held + failed) // 2
+        yield n
+        if result.steps[-1].holds(p99_ms):
+            held = n
+        else:
+            failed = n
 
 
 async def _warm_up(url: str, frames: list[tuple[bytes, str]], limit_s: float) -> int:
@@ -263,6 +285,7 @@ async def _step(url: str, frames: list[tuple[bytes, str]], cameras: int, fps: fl
 def _count(step: CameraStep, status: int, body: bytes | None, ms: float) -> None:
     if status == 503:
         step.refused += 1
+        step.refused_by[_refusal(body)] += 1
         return
     if status != 200 or not body:
         step.errors += 1
@@ -275,6 +298,16 @@ def _count(step: CameraStep, status: int, body: bytes | None, ms: float) -> None
         tier = slot_tier(slot)
         if tier is not None:
             step.tiers[str(tier)] += 1
+
+
+def _refusal(body: bytes | None) -> str:
+    """Which budget a 503 names (service/admission.py words its messages): frames, inference queue or other."""
+    text = (body or b"").decode("utf-8", "replace")
+    if "inference queue" in text:
+        return "inference queue"
+    if "being processed" in text:
+        return "frames"
+    return "other"
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -312,8 +345,14 @@ def format_capacity(results: list[ModelCapacity]) -> str:
             )
         if r.stopped_by_budget:
             text += "; stopped by the time budget before a step failed: the capacity is at least this"
-        elif held is not None and held is r.steps[-1]:
+        elif held is not None and all(step.holds(r.p99_ms) for step in r.steps):
             text += "; every step held: the capacity is at least this"
+        failed = [s for s in r.steps if not s.holds(r.p99_ms)]
+        if failed:
+            first = min(failed, key=lambda s: s.cameras)
+            why = ", ".join(f"{n} by the {k} budget" for k, n in sorted(first.refused_by.items()))
+            text += f"; {first.cameras} did not (client P99 {_fmt(first.p('client', 99))} ms, {first.refused} refused"
+            text += f": {why})" if why else ")"
         lines.append(text)
     return "\n".join(lines)
 
