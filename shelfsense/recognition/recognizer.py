@@ -134,6 +134,7 @@ class Recognizer:
         self.confirm_failures = 0
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
+        self._in_flight = 0  # recognize() calls under way
 
     @classmethod
     async def create(cls, config: Config) -> Recognizer:
@@ -213,10 +214,16 @@ class Recognizer:
         return camera
 
     async def recognize(self, camera_id: str, image: bytes, header: FrameHeader | None = None) -> FrameResult:
+        self._in_flight += 1  # see _prepared
+        try:
+            return await self._recognize(camera_id, image, header)
+        finally:
+            self._in_flight -= 1
+
+    async def _recognize(self, camera_id: str, image: bytes, header: FrameHeader | None) -> FrameResult:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
+        prepared = await self._prepared(camera, image, header)
         width, height, boxes, crops, keys, decode_ms, hash_ms = prepared
         if keys is None:  # cache off: every slot inferred
             slots = await asyncio.gather(
@@ -235,6 +242,21 @@ class Recognizer:
             inference_ms=sum(s.inference_ms for s in slots),
             latency_ms=_ms(t0),
         )
+
+    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
+        """Decode and key the frame: right here when it is the only frame under way, else on the prep threads.
+
+        A trip through a thread pool is two thread wake-ups; measured beside the frames (docs/benchmarks.md, "Hit
+        path"), 0.25-0.6 ms on this machine when it is quiet and several ms when other processes keep its cores
+        busy, more than the keys and lookups of an all-hit frame together. A frame alone has nothing to overlap
+        with, so it is prepared on the event loop. While other frames are under way (waiting on inference, or
+        being prepared), it goes to the threads, where decoding (simplejpeg releases the GIL) runs beside the
+        loop on another core.
+        """
+        if self._in_flight <= 1:
+            return self._decode_and_key(camera, image, header)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
 
     def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
         """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
