@@ -1,8 +1,10 @@
 """The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
-the tests all go through it. Decoding, cropping and keying the slots run in an executor, one call a frame;
-cache lookups of all slots run concurrently; misses go through single flight to the inference pool.
+the tests all go through it. Decoding, cropping and keying the slots are one call a frame: on the event loop for
+a frame alone, in an executor while other frames are under way (see `_prepared`). Memory hits are answered in
+slot order without awaiting; the other slots' disk lookups run concurrently, and their misses go through single
+flight to the inference pool.
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ class Recognizer:
         return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
 
     def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
-        """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
+        """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting)."""
         t0 = time.perf_counter()
         frame = decode_frame(image, header)
         height, width = frame.shape[:2]
@@ -279,10 +281,10 @@ class Recognizer:
     ) -> list[SlotResult]:
         """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
 
-        Most frames of a fixed camera are all memory hits. Answering those synchronously, without a task per
-        slot and a gather, is a third of what the hit path cost beyond decoding and keying (docs/benchmarks.md,
-        "Hit path"). The order of cache operations is the one the per-slot tasks had: every slot's memory
-        lookup, in slot order, before any disk lookup or inference starts.
+        Most frames of a fixed camera are all memory hits. Answering those without a task per slot and a gather
+        leaves the frame almost nothing beyond decoding, keys and lookups (docs/benchmarks.md, "Hit path"). The
+        order of cache operations is the one the per-slot tasks had: every slot's memory lookup, in slot order,
+        before any disk lookup or inference starts.
         """
         assert self.cache is not None
         slots: list[SlotResult | None] = []
