@@ -23,7 +23,7 @@ from shelfsense.config import CameraConfig, Config
 from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.cache import DiskTier, Hit, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
-from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
+from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
 from shelfsense.types import Box, Prediction, Tier
@@ -31,6 +31,12 @@ from shelfsense.types import Box, Prediction, Tier
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
 _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 8, 3))
 
+
+# A frame alone is prepared on the event loop only up to these (Recognizer._prepared): a 640x480 frame with 8 slots
+# takes ~2 ms of CPU here to decode and key (~10 ms on a Pi 4 if its decode is 4-6 ms, as issue 13 states), while a
+# 1280x720 one took 7.7 ms to decode alone; larger frames and more slots go to the prep threads.
+INLINE_MAX_PIXELS = 640 * 480
+INLINE_MAX_SLOTS = 16
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +259,11 @@ class Recognizer:
         busy, more than the keys and lookups of an all-hit frame together. A frame alone has nothing to overlap
         with, so it is prepared on the event loop. While other frames are under way (waiting on inference, or
         being prepared), it goes to the threads, where decoding (simplejpeg releases the GIL) runs beside the
-        loop on another core.
+        loop on another core. So do large frames and many-slot cameras (INLINE_MAX_PIXELS, INLINE_MAX_SLOTS):
+        the loop also answers health checks and reads other bodies, and must not stop for tens of ms.
         """
-        if self._in_flight <= 1:
+        header = header or read_header(image)
+        if self._in_flight <= 1 and header.pixels <= INLINE_MAX_PIXELS and camera.slot_count <= INLINE_MAX_SLOTS:
             return self._decode_and_key(camera, image, header)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
