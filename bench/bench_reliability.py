@@ -159,7 +159,7 @@ async def run(source: Path, frames: int) -> None:
 
 def stats_cost(cameras: int, fps: float = 100.0, window_s: float = 60.0) -> tuple[float, int]:
     """Median ms of Stats.snapshot() with `cameras` cameras and a full window of frames, and frames recorded."""
-    from shelfsense.recognition.recognizer import FrameResult, SlotResult
+    from shelfsense.recognition.result import FrameResult, SlotResult
     from shelfsense.service.stats import Stats
     from shelfsense.types import Tier
 

@@ -103,8 +103,13 @@ def test_frame_cost_splits_the_perceptual_frames_and_bounds_the_speed_up(
     assert hit["decode"] > 0 and hit["keys"] > 0 and hit["lookups"] >= 0
     assert cost["ceiling"] == pytest.approx(cost["no_cache_ms"]["mean"] / hit["mean"])
     assert cost["other_ms"]["mean"] > 0 and ours["fps_vs_no_cache"] > 0  # timings compared in bench/, not here
+    # The hit path against its floor, the same frames' JPEGs decoded alone: printed by the bench itself.
+    hp = cost["hit_path"]
+    assert hp["frames"] == cost["all_hit_frames"] and hp["decode_ms"] > 0 and hp["frame_ms"] > 0
+    assert hp["ratio"] == pytest.approx(hp["frame_ms"] / hp["decode_ms"])
     text = format_report(report, 15.0)
     assert f"ceiling: at a 100 % hit rate the perceptual cache could reach {cost['ceiling']:.2f}x" in text
+    assert f"= {hp['ratio']:.2f}x decoding the same JPEGs alone" in text
 
 
 def test_accuracy_is_scored_against_the_right_frames_and_slots(report: dict, footage: Path) -> None:

@@ -15,7 +15,8 @@ from shelfsense.cli.signals import interrupt, on_stop_signals
 
 def test_every_command_registers_itself() -> None:
     names = set(build_parser()._subparsers._group_actions[0].choices)
-    assert names == {"serve", "model", "classify", "footage", "record", "camera", "replay", "bench"}
+    # bench-capacity is typed `shelfsense bench capacity` (cli/bench.route)
+    assert names == {"serve", "model", "classify", "footage", "record", "camera", "replay", "bench", "bench-capacity"}
     assert len(COMMANDS) == 7
 
 

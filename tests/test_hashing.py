@@ -10,10 +10,14 @@ from PIL import Image
 
 from shelfsense.recognition.hashing import (
     DEFAULT_MAX_DISTANCE,
+    MATCH_MEMO,
     Hasher,
+    KeyMemo,
     PerceptualKey,
+    colour_distance,
     phash_bits,
 )
+from shelfsense.recognition.lanczos import lanczos_resize_grey
 
 # docs/distance.md measured 100 % of perturbed copies within the defaults; the margin absorbs photo choice.
 MIN_TRUE_MATCH_RATE = 0.97
@@ -212,6 +216,49 @@ def test_colour_matches_is_symmetric_and_tolerance_driven() -> None:
     assert Hasher().colour_matches(red, orange) == Hasher().colour_matches(orange, red) is False
     assert Hasher(colour_tolerance=255).colour_matches(red, orange)
     assert not Hasher().colour_matches(red, red[:-3])  # signatures of another format never match
+
+
+# --- the hit path's shortcuts change no key -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lanczos_resize_equals_pillow(seed: int) -> None:
+    """Both pass orders occur (Pillow picks one per size pair): 60 random size pairs, up- and downscaling."""
+    rng = np.random.default_rng(seed)
+    for _ in range(15):
+        h, w = (int(v) for v in rng.integers(1, 400, 2))
+        out_w, out_h = (int(v) for v in rng.choice([32, 16, 48, int(rng.integers(1, 64))], 2))
+        for grey in (rng.integers(0, 256, (h, w), dtype=np.uint8), (rng.random((h, w)) > 0.5).astype(np.uint8) * 255):
+            expected = np.asarray(Image.fromarray(grey, "L").resize((out_w, out_h), Image.Resampling.LANCZOS))
+            assert np.array_equal(lanczos_resize_grey(grey, out_w, out_h), expected), (h, w, out_w, out_h)
+
+
+def test_key_memo_reuses_the_key_of_an_unchanged_slot_and_recomputes_a_changed_one() -> None:
+    hasher = Hasher()
+    memo = KeyMemo(hasher, threshold=3.0)
+    red, blue = carton((40, 40, 200)), carton((200, 60, 30))
+    first = memo.key(("cam", 0), red)
+    assert first == hasher.key(red) and first.bits == reference_phash(red)
+    # Sensor noise moves the thumbnail by well under 3 grey levels: the very key of the first crop comes back.
+    assert memo.key(("cam", 0), noisy(red, 1.0, 1)) is first
+    # Another product: the key is recomputed, bit for bit what a fresh key (and imagehash) gives.
+    changed = memo.key(("cam", 0), blue)
+    assert changed == hasher.key(blue) and changed.bits == reference_phash(blue)
+    # Slots are separate, and a threshold of 0 computes every key.
+    assert memo.key(("cam", 1), red) == first
+    off = KeyMemo(hasher, threshold=0.0)
+    assert off.key(("cam", 0), red) == first and off.key(("cam", 0), red) is not first
+
+
+def test_remembered_colour_answers_equal_the_distance_and_stay_bounded() -> None:
+    rng = np.random.default_rng(5)
+    hasher = Hasher()
+    signatures = [bytes(rng.integers(100, 140, 27, dtype=np.uint8)) for _ in range(40)]
+    for _ in range(2):  # the second round is answered from the table
+        for a in signatures:
+            for b in signatures:
+                assert hasher.colour_matches(a, b) == (colour_distance(a, b) <= hasher.colour_tolerance)
+    assert len(hasher._matches) <= MATCH_MEMO
 
 
 # --- configuration errors ---------------------------------------------------------------------------------

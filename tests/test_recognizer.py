@@ -313,3 +313,41 @@ async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Pa
         assert hit is not None and hit.inferences == confirm and hit.prediction[0][0] == settled
     finally:
         await r.close()
+
+
+async def test_a_frame_alone_is_prepared_on_the_loop_and_overlapping_or_large_ones_on_the_threads(
+    tmp_path: Path,
+) -> None:
+    """The hit path's shortcut (no thread hop for a frame alone) must not take decoding off the threads when frames
+    overlap, nor stall the loop on a frame larger than INLINE_MAX_PIXELS."""
+    import threading
+
+    from shelfsense.recognition.recognizer import INLINE_MAX_PIXELS
+
+    config = colour_config(tmp_path, {"one": {"grid": {"rows": 1, "cols": 2}}})
+    r = await Recognizer.create(config)
+    where: list[str] = []
+    prepare = r._decode_and_key
+
+    def recording(*args):  # noqa: ANN002, ANN202  # a spy with the wrapped method's signature
+        where.append(threading.current_thread().name)
+        return prepare(*args)
+
+    r._decode_and_key = recording
+    small = jpeg(np.hstack([_purple(200, 40), _purple(40, 200)]), 95)
+    try:
+        alone = await r.recognize("one", small)
+        assert where == [threading.current_thread().name] and len(alone.slots) == 2
+        where.clear()
+        # All-hit frames never await, so they never overlap; a frame that misses waits on inference, and the
+        # frames arriving meanwhile are prepared on the threads.
+        new = jpeg(np.hstack([_purple(40, 40), _purple(220, 220)]), 95)
+        await asyncio.gather(r.recognize("one", new), *(r.recognize("one", small) for _ in range(2)))
+        assert where[0] == threading.current_thread().name  # the first starts alone
+        assert all(name.startswith("shelfsense-prep") for name in where[1:]) and len(where) == 3
+        where.clear()
+        side = int(INLINE_MAX_PIXELS**0.5) + 8
+        await r.recognize("one", jpeg(cv2.resize(_purple(200, 40), (side, side)), 90))
+        assert where and where[0].startswith("shelfsense-prep")
+    finally:
+        await r.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shelfsense.recognition.recognizer import FrameResult, SlotResult
+from shelfsense.recognition.result import FrameResult, SlotResult
 from shelfsense.service.stats import Stats
 from shelfsense.types import Tier
 

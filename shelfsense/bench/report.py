@@ -116,9 +116,15 @@ def _frame_cost(cost: dict[str, Any] | None) -> list[str]:
     )
     if other:
         text += f", {cost['other_frames']} frames with an inference {other['mean']:.2f} / {other['p50']:.2f} ms"
-    return [
-        "",
-        text,
+    lines = ["", text]
+    hp = cost.get("hit_path")
+    if hp:
+        lines.append(
+            f"hit path: all-hit frame (recognize() alone, P50 of {hp['frames']}) = {hp['ratio']:.2f}x decoding the "
+            f"same JPEGs alone, timed beside each frame ({hp['frame_ms']:.2f} / {hp['decode_ms']:.2f} ms wall); "
+            f"process CPU {hp['cpu_ratio']:.2f}x ({hp['frame_cpu_ms']:.2f} / {hp['decode_cpu_ms']:.2f} ms)"
+        )
+    return lines + [
         f"ceiling: at a 100 % hit rate the perceptual cache could reach {cost['ceiling']:.2f}x no cache with this "
         "model on this machine (no-cache frame / all-hit frame)",
     ]

@@ -50,6 +50,9 @@ class ModeRun:
     states: list[tuple[str, ...]] = field(default_factory=list)
     debounced: list[tuple[str | None, ...]] = field(default_factory=list)
     shelf_events: list[tuple[str, int, int]] = field(default_factory=list)
+    # Per Recognizer frame, for the hit-path ratio: its JPEG decoded alone, then recognize() alone (no settle), each
+    # as wall ms and process CPU ms (CPU time is what other processes on a shared machine cannot stretch).
+    hit_path: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     def add(self, index: int, seconds: float, labels: tuple[str | None, ...], sources: tuple[str, ...]) -> None:
         """Count one processed frame."""
@@ -117,9 +120,16 @@ async def _run_recognizer(mode: str, setup: Setup, progress: bool, cache_dir: Pa
     try:
         start = await _warm(recognizer.pool, setup)
         for frame in _frames(setup, mode, progress):
-            t0 = time.perf_counter()
             try:
+                # The floor of the hit path: this frame's JPEG decoded alone, timed right beside the frame so
+                # that both see the same machine load (docs/benchmarks.md, "Hit path").
+                c0, t0 = time.process_time(), time.perf_counter()
+                decode_frame(frame.data)
+                c1, t1 = time.process_time(), time.perf_counter()
                 result = await recognizer.recognize(setup.camera, frame.data)
+                c2, t2 = time.process_time(), time.perf_counter()
+                floor = ((t1 - t0) * 1000.0, (c1 - c0) * 1000.0, (t2 - t1) * 1000.0, (c2 - c1) * 1000.0)
+                t0 = t1
                 # A shelf camera posts a few frames a second, so in service a frame's background confirmations
                 # end before the camera's next frame. Back to back they would race the next frames instead,
                 # and which crops they average (hence agreement) would change from run to run.
@@ -135,6 +145,7 @@ async def _run_recognizer(mode: str, setup: Setup, progress: bool, cache_dir: Pa
             run.shelf_events += [(c["type"], c["slot"], c["frame"]) for c in changes]
             run.states.append(tuple(str(s.state) for s in result.slots))
             run.debounced.append(tuple(s.state and str(s.state) for s in tracker.cameras[setup.camera].slots))
+            run.hit_path.append(floor)
         invokes = recognizer.pool.invokes - start
         run.inferences = sum(src == Tier.MISS for row in run.sources for src in row)
         run.confirmations = invokes - run.inferences

@@ -1,8 +1,10 @@
 """The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
-the tests all go through it. Decoding, cropping and keying the slots run in an executor, one call a frame;
-cache lookups of all slots run concurrently; misses go through single flight to the inference pool.
+the tests all go through it. Decoding, cropping and keying the slots are one call a frame: on the event loop for
+a frame alone, in an executor while other frames are under way (see `_prepared`). Memory hits are answered in
+slot order without awaiting; the other slots' disk lookups run concurrently, and their misses go through single
+flight to the inference pool.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -21,71 +22,26 @@ from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.answer import Hit
 from shelfsense.recognition.cache import CacheStatus, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
-from shelfsense.recognition.decode import FrameHeader, decode_frame, slot_crops
+from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
+from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slotstate import SlotLook, SlotState, SlotStateClassifier, look_of
+from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, look_of
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
 _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 8, 3))
 
 
+# A frame alone is prepared on the event loop only up to these (Recognizer._prepared): a 640x480 frame with 8 slots
+# takes ~2 ms of CPU here to decode and key (~10 ms on a Pi 4 if its decode is 4-6 ms, as issue 13 states), while a
+# 1280x720 one took 7.7 ms to decode alone; larger frames and more slots go to the prep threads.
+INLINE_MAX_PIXELS = 640 * 480
+INLINE_MAX_SLOTS = 16
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class SlotResult:
-    slot: int
-    box: Box
-    label: str | None
-    score: float
-    cache: Tier
-    distance: int | None
-    top_k: Prediction = field(default_factory=list)
-    lookup_ms: float = 0.0
-    inference_ms: float = 0.0
-    state: SlotState = SlotState.PRODUCT  # what the facing shows this frame (recognition/slotstate.py)
-
-    def as_dict(self) -> dict:
-        return {
-            "slot": self.slot,
-            "state": self.state,
-            "box": list(self.box),
-            "label": self.label,
-            "score": self.score,
-            "cache": self.cache,
-            "distance": self.distance,
-            "top_k": [{"label": label, "score": score} for label, score in self.top_k],
-        }
-
-
-@dataclass(slots=True)
-class FrameResult:
-    camera: str
-    width: int
-    height: int
-    slots: list[SlotResult]
-    decode_ms: float
-    hash_ms: float
-    lookup_ms: float
-    inference_ms: float
-    latency_ms: float
-
-    @property
-    def all_hits(self) -> bool:
-        return all(s.cache.is_hit for s in self.slots)
-
-    def timings(self) -> dict[str, float]:
-        return {
-            "decode": round(self.decode_ms, 3),
-            "hash": round(self.hash_ms, 3),
-            "lookup": round(self.lookup_ms, 3),
-            "inference": round(self.inference_ms, 3),
-            "total": round(self.latency_ms, 3),
-        }
 
 
 class _Prepared(NamedTuple):
@@ -126,6 +82,7 @@ class Recognizer:
         self.background_paused = False
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
+        self._in_flight = 0  # recognize() calls under way
 
     @classmethod
     async def create(cls, config: Config) -> Recognizer:
@@ -216,19 +173,23 @@ class Recognizer:
         return camera
 
     async def recognize(self, camera_id: str, image: bytes, header: FrameHeader | None = None) -> FrameResult:
+        self._in_flight += 1  # see _prepared
+        try:
+            return await self._recognize(camera_id, image, header)
+        finally:
+            self._in_flight -= 1
+
+    async def _recognize(self, camera_id: str, image: bytes, header: FrameHeader | None) -> FrameResult:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
+        prepared = await self._prepared(camera, image, header)
         width, height, boxes, crops, keys, looks, decode_ms, hash_ms = prepared
         if keys is None:  # cache off: every slot inferred
             slots = await asyncio.gather(
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
         else:
-            slots = await asyncio.gather(
-                *(self._resolve(i, b, c, k) for i, (b, c, k) in enumerate(zip(boxes, crops, keys, strict=True)))
-            )
+            slots = await self._resolve_frame(boxes, crops, keys)
         if looks is not None and self.states is not None:
             states = self.states.classify(camera_id, looks, [s.score for s in slots])
             for slot, state in zip(slots, states, strict=True):
@@ -245,8 +206,25 @@ class Recognizer:
             latency_ms=_ms(t0),
         )
 
+    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
+        """Decode and key the frame: right here when it is the only frame under way, else on the prep threads.
+
+        A trip through a thread pool is two thread wake-ups; measured beside the frames (docs/benchmarks.md, "Hit
+        path"), 0.25-0.6 ms on this machine when it is quiet and several ms when other processes keep its cores
+        busy, more than the keys and lookups of an all-hit frame together. A frame alone has nothing to overlap
+        with, so it is prepared on the event loop. While other frames are under way (waiting on inference, or
+        being prepared), it goes to the threads, where decoding (simplejpeg releases the GIL) runs beside the
+        loop on another core. So do large frames and many-slot cameras (INLINE_MAX_PIXELS, INLINE_MAX_SLOTS):
+        the loop also answers health checks and reads other bodies, and must not stop for tens of ms.
+        """
+        header = header or read_header(image)
+        if self._in_flight <= 1 and header.pixels <= INLINE_MAX_PIXELS and camera.slot_count <= INLINE_MAX_SLOTS:
+            return self._decode_and_key(camera, image, header)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
+
     def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
-        """Decode, cut into slots and key them, in one executor call (hashing holds the GIL: no gain in splitting)."""
+        """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting)."""
         t0 = time.perf_counter()
         frame = decode_frame(image, header)
         height, width = frame.shape[:2]
@@ -260,16 +238,42 @@ class Recognizer:
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
-        return _slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
+        return slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
-    async def _resolve(self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey) -> SlotResult:
+    async def _resolve_frame(
+        self, boxes: tuple[Box, ...], crops: list[np.ndarray], keys: list[PerceptualKey]
+    ) -> list[SlotResult]:
+        """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
+
+        Most frames of a fixed camera are all memory hits. Answering those without a task per slot and a gather
+        leaves the frame almost nothing beyond decoding, keys and lookups (docs/benchmarks.md, "Hit path"). The
+        order of cache operations is the one the per-slot tasks had: every slot's memory lookup, in slot order,
+        before any disk lookup or inference starts.
+        """
         assert self.cache is not None
-        t0 = time.perf_counter()
-        hit = self.cache.lookup_memory(key)
-        memory_ms = _ms(t0)
-        if hit is not None:
+        slots: list[SlotResult | None] = []
+        missed: list[tuple[int, float]] = []  # slot, memory lookup ms
+        for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
+            t0 = time.perf_counter()
+            hit = self.cache.lookup_memory(key)
+            memory_ms = _ms(t0)
+            if hit is None:
+                slots.append(None)
+                missed.append((i, memory_ms))
+                continue
             self._maybe_confirm(hit, crop_bgr, key)
-            return _slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
+            slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
+        if missed:
+            resolved = await asyncio.gather(*(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed))
+            for (i, _), result in zip(missed, resolved, strict=True):
+                slots[i] = result
+        return slots  # type: ignore[return-value]  # every None was replaced above
+
+    async def _resolve(
+        self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey, memory_ms: float
+    ) -> SlotResult:
+        """A memory miss: the disk tier, else inference, in one flight shared by near-equal keys."""
+        assert self.cache is not None
 
         async def disk_or_infer() -> tuple[Prediction, str, int | None, float, float]:
             t1 = time.perf_counter()
@@ -286,8 +290,8 @@ class Recognizer:
         # disk do not start inferences of their own.
         (prediction, tier, distance, disk_ms, inference_ms), shared = await self.coalescer.run(key, disk_or_infer)
         if shared:
-            return _slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
-        return _slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
+            return slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
+        return slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
 
     def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray, key: PerceptualKey) -> None:
         """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
@@ -355,10 +359,3 @@ class Recognizer:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def _slot_result(
-    slot: int, box: Box, prediction: Prediction, tier: str, distance: int | None, lookup_ms: float, inference_ms: float
-) -> SlotResult:
-    label, score = prediction[0] if prediction else (None, 0.0)
-    return SlotResult(slot, box, label, score, tier, distance, prediction, lookup_ms, inference_ms)

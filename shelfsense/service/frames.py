@@ -12,7 +12,7 @@ import time
 import cv2
 import numpy as np
 
-from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.recognition.result import FrameResult
 from shelfsense.service.state import Service
 
 __all__ = ["observe_frame"]

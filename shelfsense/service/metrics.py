@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.recognition.result import FrameResult
 from shelfsense.service.thermal import REASONS, ThermalStatus
 from shelfsense.types import Tier
 

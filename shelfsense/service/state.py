@@ -9,7 +9,8 @@ from aiohttp import web
 
 from shelfsense.config import Config
 from shelfsense.footage.writer import RecordingWriter
-from shelfsense.recognition.recognizer import FrameResult, Recognizer
+from shelfsense.recognition.recognizer import Recognizer
+from shelfsense.recognition.result import FrameResult
 from shelfsense.service.admission import Admission
 from shelfsense.service.device import DeviceMonitor, DeviceReading
 from shelfsense.service.history import History

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.recognition.result import FrameResult
 from shelfsense.types import Tier
 
 __all__ = ["Stats"]

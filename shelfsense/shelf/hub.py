@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shelfsense.config import Config
-from shelfsense.recognition.recognizer import FrameResult
+from shelfsense.recognition.result import FrameResult
 from shelfsense.recognition.slotstate import SlotState
 from shelfsense.shelf.events import EVENT_TYPES, Event, EventLog
 from shelfsense.shelf.mqtt import MqttPublisher
