@@ -171,26 +171,7 @@ class Classifier:
         if not self.path.is_file():
             raise ModelError(f"Model file {self.path} does not exist")
         self.backend = load_backend(backend) if isinstance(backend, str) else backend
-        try:
-            self._interpreter = self.backend.interpreter_cls(model_path=str(self.path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{self.path} is not a loadable TFLite model: {exc}") from None
-        if self.backend.name == "tflite-runtime" and platform.machine().lower() in ("aarch64", "arm64", "armv7l"):
-            unsafe = unsafe_fully_connected(self._interpreter)
-            if unsafe:  # its optimized kernel would crash the process: the reference kernels are slower but sound
-                log.warning(
-                    "%s: tflite-runtime on %s crashes in per-channel FULLY_CONNECTED without bias (%s); "
-                    "using its reference kernels (slower; LiteRT has no such bug)",
-                    self.path.name,
-                    platform.machine(),
-                    ", ".join(unsafe),
-                )
-                resolver = importlib.import_module(BACKENDS["tflite-runtime"][0]).OpResolverType.BUILTIN_REF
-                self._interpreter = self.backend.interpreter_cls(
-                    model_path=str(self.path), num_threads=num_threads, experimental_op_resolver_type=resolver
-                )
-                self._interpreter.allocate_tensors()
+        self._interpreter = self._load(num_threads)
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             raise ModelError(f"{self.path}: expected one NHWC RGB image input, got {[d['shape'] for d in inputs]}")
@@ -221,6 +202,33 @@ class Classifier:
         self.top_k = max(1, min(top_k, n_classes))
         self.float_range = float_range
         self.invokes = 0
+
+    def _load(self, num_threads: int) -> Any:
+        """The interpreter with tensors allocated; on ARM tflite-runtime, its reference kernels where the optimized
+        per-channel FULLY_CONNECTED kernel would crash the process."""
+        try:
+            interpreter = self.backend.interpreter_cls(model_path=str(self.path), num_threads=num_threads)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path} is not a loadable TFLite model: {exc}") from None
+        if self.backend.name != "tflite-runtime" or platform.machine().lower() not in ("aarch64", "arm64", "armv7l"):
+            return interpreter
+        unsafe = unsafe_fully_connected(interpreter)
+        if not unsafe:
+            return interpreter
+        log.warning(
+            "%s: tflite-runtime on %s crashes in per-channel FULLY_CONNECTED without bias (%s); "
+            "using its reference kernels (slower; LiteRT has no such bug)",
+            self.path.name,
+            platform.machine(),
+            ", ".join(unsafe),
+        )
+        resolver = importlib.import_module(BACKENDS["tflite-runtime"][0]).OpResolverType.BUILTIN_REF
+        interpreter = self.backend.interpreter_cls(
+            model_path=str(self.path), num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
+        interpreter.allocate_tensors()
+        return interpreter
 
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
         """A BGR crop as the model's input tensor: resized, RGB, quantized or normalized."""

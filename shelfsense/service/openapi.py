@@ -175,9 +175,9 @@ def _get(summary: str, ok: dict[str, Any], *errors: int, secured: bool = False) 
     return {"get": op}
 
 
-def openapi() -> dict[str, Any]:
+def _frame_operation() -> dict[str, Any]:
     binary = {"schema": {"type": "string", "format": "binary"}}
-    frame_op = {
+    return {
         "summary": "Recognise the products on one camera frame",
         "parameters": [
             {
@@ -203,12 +203,15 @@ def openapi() -> dict[str, Any]:
             **_errors(400, 401, 403, 404, 405, 408, 413, 415, 500, 503),
         },
     }
+
+
+def openapi() -> dict[str, Any]:
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ShelfSense", "version": __version__, "description": "Edge recognition for retail shelves"},
         "paths": {
-            "/v1/frames/{camera}": {"post": frame_op},
+            "/v1/frames/{camera}": {"post": _frame_operation()},
             "/v1/stats": _get("Counters and window figures", _json(_STATS, "statistics"), 401, 403, secured=True),
             "/metrics": _get(
                 "Prometheus exposition", {"description": "metrics", "content": text}, 401, 403, secured=True

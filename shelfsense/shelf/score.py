@@ -49,6 +49,28 @@ def score_shelf(
     expected = [
         (EVENT_OF_TRUTH.get(k, k), s, f) for k, s, f in truth_events if _visible_before(truth, s, f) >= confirm_frames
     ]
+    events, delays, false = _match_events(detected, expected, window)
+    removed_restocked = delays["product_removed"] + delays["restocked"]
+    return {
+        "slot_frames": slot_frames,
+        "confirm_frames": confirm_frames,
+        "state_accuracy": _ratio(agree, slot_frames),
+        "empty_frame": _pr(*frame_counts),
+        "empty_settled": _pr(*counts["settled"]) if counts else None,
+        "empty_all": _pr(*counts["all"]) if counts else None,
+        "events": events,
+        "median_delay_frames": statistics.median(removed_restocked) if removed_restocked else None,
+        "false_events_per_1000_slot_frames": round(1000 * sum(false.values()) / slot_frames, 3)
+        if slot_frames
+        else None,
+    }
+
+
+def _match_events(
+    detected: Sequence[tuple[str, int, int]], expected: list[tuple[str, int, int]], window: int
+) -> tuple[dict[str, dict], dict[str, list[int]], dict[str, int]]:
+    """Each detected event matched to the first unmatched true event of its kind and slot at most `window` frames
+    before it: per kind precision, recall and median delay; the delays; the false detections."""
     used: set[int] = set()
     delays: dict[str, list[int]] = {k: [] for k in SCORED}
     false: dict[str, int] = dict.fromkeys(SCORED, 0)
@@ -79,20 +101,7 @@ def score_shelf(
             "recall": _ratio(hits, n_truth),
             "median_delay_frames": statistics.median(delays[kind]) if delays[kind] else None,
         }
-    removed_restocked = delays["product_removed"] + delays["restocked"]
-    return {
-        "slot_frames": slot_frames,
-        "confirm_frames": confirm_frames,
-        "state_accuracy": _ratio(agree, slot_frames),
-        "empty_frame": _pr(*frame_counts),
-        "empty_settled": _pr(*counts["settled"]) if counts else None,
-        "empty_all": _pr(*counts["all"]) if counts else None,
-        "events": events,
-        "median_delay_frames": statistics.median(removed_restocked) if removed_restocked else None,
-        "false_events_per_1000_slot_frames": round(1000 * sum(false.values()) / slot_frames, 3)
-        if slot_frames
-        else None,
-    }
+    return events, delays, false
 
 
 def _empty_counts(

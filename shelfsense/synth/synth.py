@@ -107,16 +107,24 @@ def synthesize(
     source = f"shelfsense footage synth (seed {seed})"
     with RecordingWriter(out, source=source, started=SYNTH_EPOCH) as writer:
         truth, coverage, states = _film(writer, scene, shelf, lens, camera, cols, frames, fps, arm_rate, progress)
-    happened: dict[int, list[dict]] = {}
-    for kind, slot, f, before, after in shelf.events:
-        happened.setdefault(f, []).append({"type": kind, "slot": slot, "before": before, "after": after})
-    write_truth(
-        out / TRUTH_NAME,
-        (TruthRow(camera, f, row, states[f], tuple(happened.get(f, ()))) for f, row in enumerate(truth)),
-    )
+    _write_truth(out / TRUTH_NAME, camera, truth, states, shelf.events)
     (out / CAMERA_TOML).write_text(
         camera_toml(camera, slots, size, f"{rows}x{cols} slots, seed {seed}"), encoding="utf-8"
     )
+    return _result(out, camera, frames, size, slots, shelf, truth, coverage, states)
+
+
+def _result(
+    out: Path,
+    camera: str,
+    frames: int,
+    size: tuple[int, int],
+    slots: list,
+    shelf: Shelf,
+    truth: list,
+    coverage: list,
+    states: list,
+) -> SynthResult:
     return SynthResult(
         out,
         camera,
@@ -133,6 +141,14 @@ def synthesize(
         tuple(shelf.events),
         shelf.swaps,
     )
+
+
+def _write_truth(path: Path, camera: str, truth: list, states: list, events: list) -> None:
+    """Per-frame products and states, with each frame's events (take, restock, swap) beside them."""
+    happened: dict[int, list[dict]] = {}
+    for kind, slot, f, before, after in events:
+        happened.setdefault(f, []).append({"type": kind, "slot": slot, "before": before, "after": after})
+    write_truth(path, (TruthRow(camera, f, row, states[f], tuple(happened.get(f, ()))) for f, row in enumerate(truth)))
 
 
 def _check(camera: str, frames: int, rows: int, cols: int, size: tuple[int, int], fps: float) -> None:
