@@ -8,6 +8,9 @@ ShelfSenseError
 ├── UnsupportedMediaError 415: content type we do not take
 ├── PayloadTooLargeError 413: body over server.max_body_bytes
 ├── UnknownCameraError   404: camera id not configured
+├── ShelfStateOffError   404: shelf state is off ([shelf] enabled = false)
+├── NoFrameYetError      404: no frame of this camera yet (its snapshot)
+├── BadQueryError        400: a query parameter out of range (/v1/events)
 ├── AuthError            401/403: camera or read token missing or wrong
 └── OverloadedError      503: inference queue full, retry later
 """
@@ -52,6 +55,21 @@ class PayloadTooLargeError(ShelfSenseError):
 class UnknownCameraError(ShelfSenseError):
     status = 404
     code = "unknown_camera"
+
+
+class ShelfStateOffError(ShelfSenseError):
+    status = 404
+    code = "shelf_state_off"
+
+
+class NoFrameYetError(ShelfSenseError):
+    status = 404
+    code = "no_frame_yet"
+
+
+class BadQueryError(ShelfSenseError):
+    status = 400
+    code = "bad_query"
 
 
 class AuthError(ShelfSenseError):

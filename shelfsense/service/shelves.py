@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from shelfsense.errors import ShelfSenseError, UnknownCameraError
+from shelfsense.errors import BadQueryError, NoFrameYetError, ShelfStateOffError, UnknownCameraError
 from shelfsense.service.handlers import _check_token
 from shelfsense.service.history import History
 from shelfsense.service.state import SERVICE, Service
@@ -29,21 +29,6 @@ __all__ = ["setup_shelves"]
 
 SSE_HEARTBEAT_S = 15.0  # a comment line keeps proxies from closing an idle stream
 EVENTS_LIMIT = 1000  # most events one GET /v1/events returns
-
-
-class ShelfStateOffError(ShelfSenseError):
-    status = 404
-    code = "shelf_state_off"
-
-
-class NoFrameYetError(ShelfSenseError):
-    status = 404
-    code = "no_frame_yet"
-
-
-class BadQueryError(ShelfSenseError):
-    status = 400
-    code = "bad_query"
 
 
 def setup_shelves(app: web.Application) -> None:
