@@ -100,7 +100,7 @@ snapshot() {
   tar -C "$SOURCE" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - \
     --exclude=./.git --exclude='./.venv*' --exclude='*/__pycache__' --exclude='*.egg-info' --exclude=./build \
     --exclude=./cache --exclude=./recordings --exclude=./out --exclude=./.pytest_cache --exclude=./.ruff_cache \
-    --exclude=./tests/artifacts --exclude=./bench/results .
+    --exclude=./tests/artifacts --exclude=./bench/results --exclude=./shelf --exclude=./.hypothesis .
 }
 DIGEST=$(snapshot | sha256sum | cut -c1-16)
 if [[ $(cat "$PREFIX/src/.shelfsense-digest" 2>/dev/null) == "$DIGEST" ]]; then
