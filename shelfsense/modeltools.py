@@ -265,11 +265,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
-    from . import train  # TensorFlow itself is imported only when training runs
+    from . import training  # TensorFlow itself is imported only when training runs
 
     p = msub.add_parser("train", help="train and export the bundled grocery INT8 model (needs the train extra)")
-    train.add_arguments(p)
-    p.set_defaults(func=train.run)
+    training.add_arguments(p)
+    p.set_defaults(func=training.run)
     p = sub.add_parser("classify", help="classify image files with a model")
     common(p)
     p.add_argument("images", nargs="+")
