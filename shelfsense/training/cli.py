@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=d.size, help="model input side in pixels")
     p.add_argument("--split", type=int, default=d.split, help="blocks 1..SPLIT frozen, the rest fine-tuned")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the fine-tuned blocks")
+    p.add_argument("--coarse-weight", type=float, default=d.coarse_weight, help="weight of the coarse-class loss")
     p.add_argument(
         "--holdout-every", type=int, default=d.holdout_every, help="hold out every k-th train image per class (0: none)"
     )
@@ -53,6 +54,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         views=args.views,
         epochs=args.epochs,
         lr=args.lr,
+        coarse_weight=args.coarse_weight,
         holdout_every=args.holdout_every,
         seed=args.seed,
         threads=args.threads,

@@ -19,6 +19,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
+    coarse_weight: float = 0.5  # weight of the coarse-class loss term (fit.hierarchical_loss)
     dropout: float = 0.2
     holdout_every: int = 0  # 0: train on all of train; k: hold out every k-th image per class for choices
     seed: int = 0
@@ -36,6 +37,7 @@ class TrainConfig:
             label_smoothing=self.label_smoothing,
             views_per_epoch=self.views_per_epoch,
             seed=self.seed,
+            coarse_weight=self.coarse_weight,
         )
 
 

@@ -24,6 +24,25 @@ class FitConfig:
     label_smoothing: float
     views_per_epoch: int  # views of each image drawn per epoch
     seed: int
+    coarse_weight: float = 0.0  # weight of the coarse-class cross-entropy (fine probabilities summed per coarse)
+
+
+def hierarchical_loss(keras: Any, cfg: FitConfig, coarse_of: np.ndarray | None) -> Any:
+    """Fine cross-entropy (label smoothing) plus coarse_weight x the cross-entropy of the coarse class, whose
+    probability is the sum of its fine classes' (as `shelfsense model eval` scores coarse accuracy)."""
+    fine = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
+    if not cfg.coarse_weight or coarse_of is None:
+        return fine
+    ops = keras.ops
+    member = np.eye(int(coarse_of.max()) + 1, dtype=np.float32)[coarse_of]  # [fine, coarse] 0/1
+
+    def loss(y_true: Any, logits: Any) -> Any:
+        p_coarse = ops.matmul(ops.softmax(logits, axis=-1), member)
+        y_coarse = ops.matmul(y_true, member)
+        coarse = -ops.sum(y_coarse * ops.log(p_coarse + 1e-7), axis=-1)
+        return fine(y_true, logits) + cfg.coarse_weight * ops.mean(coarse)
+
+    return loss
 
 
 def batches_cls(keras: Any) -> type:
@@ -75,6 +94,7 @@ def fit_top(
     train_idx: np.ndarray,
     cfg: FitConfig,
     *,
+    coarse_of: np.ndarray | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     verbose: int = 0,
 ) -> list[dict]:
@@ -87,8 +107,7 @@ def fit_top(
     )
     model = training_model(keras, top)
     model.compile(
-        keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-        keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay), hierarchical_loss(keras, cfg, coarse_of)
     )
     history: list[dict] = []
 

@@ -108,8 +108,14 @@ def train_and_export(
         log(f"epoch {epoch}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"), quiet)
 
     verbose = 0 if quiet else (1 if sys.stderr.isatty() else 2)
-    history = fit.fit_top(keras, top, feats, labels, train_idx, cfg.fit_config(), on_epoch=on_epoch, verbose=verbose)
+    coarse_names = sorted(set(data.coarse_of_fine))
+    coarse_of = np.array([coarse_names.index(c) for c in data.coarse_of_fine])
+    history = fit.fit_top(
+        keras, top, feats, labels, train_idx, cfg.fit_config(), coarse_of=coarse_of, on_epoch=on_epoch, verbose=verbose
+    )
     t_train = time.monotonic() - t0 - t_cache
+    # Kept outside the repository, so that the export step can be re-run or the float model inspected.
+    top.save_weights(cache_dir / "top-last.weights.h5")
     held_final = holdout_scores(top, feats, labels, held_idx)
 
     model = export.assemble(keras, trunk, top)
