@@ -34,7 +34,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "shelfsense.synth",
         "shelfsense.bench",
         "shelfsense.training",
-        "shelfsense.train",
     ),
     ("shelfsense.cli",),
 )

@@ -1,4 +1,4 @@
-"""Export path of the training pipeline: tiny student, few images, one epoch, real teacher, real LiteRT."""
+"""Training code path end to end: real backbone weights, few images, tiny input, one epoch, INT8 export, LiteRT."""
 
 from __future__ import annotations
 
@@ -20,20 +20,20 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_smoke_training_exports_a_full_integer_model(grocery_dir: Path, tmp_path: Path) -> None:
-    teacher = require_shared("models", "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+    backbone = require_shared("models", "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
     out = tmp_path / "models"
     # A subprocess: TensorFlow's import-time warnings must not meet pytest's filterwarnings=error.
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
-            "shelfsense.train",
+            "shelfsense.training",
             "--smoke",
             "--quiet",
             "--data",
             str(grocery_dir),
-            "--teacher",
-            str(teacher),
+            "--backbone",
+            str(backbone),
             "--out",
             str(out),
             "--cache",

@@ -38,10 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
-    from shelfsense import train  # its arguments only: TensorFlow is imported when training runs
+    from shelfsense import training  # its arguments only: TensorFlow is imported when training runs
 
     p = msub.add_parser("train", help="train and export the bundled grocery INT8 model (needs the train extra)")
-    train.add_arguments(p)
+    training.add_arguments(p)
     p.set_defaults(func=_train)
     p = sub.add_parser("classify", help="classify image files with a model")
     _model_arguments(p)
@@ -98,9 +98,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from shelfsense import train  # TensorFlow itself is imported only inside the training run
+    from shelfsense import training  # TensorFlow itself is imported only inside the training run
 
-    return train.run(args)
+    return training.run(args)
 
 
 def _classify(args: argparse.Namespace) -> int:
