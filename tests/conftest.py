@@ -128,3 +128,27 @@ def colour_config(tmp_path: Path, cameras: dict, **server: object):
         },
         base_dir=tmp_path,
     )
+
+
+async def wait_ready(url: str, proc, status: int = 200, tries: int = 300, log: Path | None = None) -> dict:
+    """Poll `url`/readyz until it answers `status` (0.1 s apart); fail with the server's output if it exits."""
+    import asyncio
+
+    import aiohttp
+
+    def output() -> str:
+        if log is not None:
+            return log.read_text(errors="replace")[-3000:]
+        return proc.stderr.read().decode() if proc.stderr else "server exited"
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(tries):
+            assert proc.poll() is None, output()
+            try:
+                async with session.get(url + "/readyz") as r:
+                    if r.status == status:
+                        return await r.json()
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the server never became ready: {output() if log is not None else ''}")

@@ -14,7 +14,7 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
-from conftest import FIXTURE_MODELS, jpeg, tile
+from conftest import FIXTURE_MODELS, jpeg, tile, wait_ready
 
 from shelfsense.locations import BUNDLED_MODEL
 
@@ -23,20 +23,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def _ready(url: str, proc: subprocess.Popen, status: int = 200) -> dict:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
-            try:
-                async with session.get(url + "/readyz") as r:
-                    if r.status == status:
-                        return await r.json()
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("server never became ready")
 
 
 def _serve(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -66,7 +52,7 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
     url = f"http://127.0.0.1:{port}"
     proc = _serve(env={"SHELFSENSE_CONFIG": str(config)})  # the config named by the environment
     try:
-        await _ready(url, proc)
+        await wait_ready(url, proc)
         async with aiohttp.ClientSession() as session:
 
             async def post(body: bytes) -> int:
@@ -89,7 +75,7 @@ async def test_sigterm_answers_in_flight_frames_and_closes_the_disk_cache(
     # the cache closed cleanly: a new process finds every answered frame's results on disk
     proc = _serve("--config", str(config))
     try:
-        await _ready(url, proc)
+        await wait_ready(url, proc)
         async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/stats") as r:
             stats = await r.json()
         assert stats["cache"]["entries_disk"] >= answered  # at least one distinct product per answered frame
@@ -112,10 +98,10 @@ async def test_serve_on_bundled_config_from_any_directory(tmp_path: Path) -> Non
     )
     try:
         if BUNDLED_MODEL.exists():
-            ready = await _ready(f"http://127.0.0.1:{port}", proc)
+            ready = await wait_ready(f"http://127.0.0.1:{port}", proc)
             assert ready["model"] == BUNDLED_MODEL.name
         else:
-            ready = await _ready(f"http://127.0.0.1:{port}", proc, status=503)
+            ready = await wait_ready(f"http://127.0.0.1:{port}", proc, status=503)
             assert "does not exist" in ready["detail"]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -192,7 +178,7 @@ async def test_tokens_never_reach_the_access_log(tmp_path: Path) -> None:
     proc = _serve("--config", str(_colour_config(tmp_path, port, 'read_token = "read-secret-2"')))
     url = f"http://127.0.0.1:{port}"
     try:
-        await _ready(url, proc)
+        await wait_ready(url, proc)
         frame = jpeg(np.full((48, 64, 3), (0, 0, 255), np.uint8))  # a red shelf, BGR
         async with aiohttp.ClientSession() as session:
             # a camera that can only put its token in the address, and the dashboard opened as documented,
@@ -224,7 +210,7 @@ async def test_repeated_signal_during_shutdown_is_harmless(tmp_path: Path) -> No
     port = _port()
     proc = _serve("--config", str(_colour_config(tmp_path, port)))
     try:
-        await _ready(f"http://127.0.0.1:{port}", proc)
+        await wait_ready(f"http://127.0.0.1:{port}", proc)
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)

@@ -20,7 +20,7 @@ import aiohttp
 import numpy as np
 import psutil
 import pytest
-from conftest import FIXTURE_MODELS, jpeg, tile
+from conftest import FIXTURE_MODELS, jpeg, tile, wait_ready
 
 pytestmark = pytest.mark.soak
 
@@ -80,17 +80,8 @@ class Server:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        async with aiohttp.ClientSession() as session:
-            for _ in range(900):  # a loaded 2-core machine can take a while to import and load the model
-                assert self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with session.get(self.url + "/readyz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the server never became ready: {self.log.read_text()[-3000:]}")
+        # a loaded 2-core machine can take a while to import and load the model
+        await wait_ready(self.url, self.proc, tries=900, log=self.log)
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -13,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from conftest import jpeg
+from conftest import jpeg, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,20 +66,9 @@ async def test_wheel_serves_a_frame_from_another_directory(installed: Path, tmp_
     url = f"http://127.0.0.1:{port}"
     frame = jpeg(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     try:
+        ready = await wait_ready(url, proc, tries=600)
+        assert ready["model"] == "grocery_int8.tflite"
         async with aiohttp.ClientSession() as session:
-            for _ in range(600):
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
-                try:
-                    async with session.get(url + "/readyz") as r:
-                        if r.status == 200:
-                            ready = await r.json()
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the wheel's server never became ready")
-            assert ready["model"] == "grocery_int8.tflite"
             headers = {"Content-Type": "image/jpeg"}
             async with session.post(f"{url}/v1/frames/shelf-1", data=frame, headers=headers) as r:
                 assert r.status == 200, await r.text()
