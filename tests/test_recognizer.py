@@ -295,14 +295,14 @@ def _purple(red: int, blue: int) -> np.ndarray:
 @pytest.mark.parametrize(("confirm", "settled"), [(1, "red"), (3, "blue")])
 async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Path, confirm: int, settled: str):
     """First frame read as red (0.58); the same facing in the next frames reads blue (0.70). A cache that keeps
-    its first sample says red forever; averaging three inferences (after 4 and 16 more hits) says blue, as fresh
+    its first sample says red forever; averaging three inferences (after 2 and 4 more hits) says blue, as fresh
     inference mostly does."""
     config = colour_config(tmp_path, {"one": {}}).replace(cache={"confirm_inferences": confirm})
     r = await Recognizer.create(config)
     try:
         first = await r.recognize("one", jpeg(_purple(196, 192), 95))
         assert (first.slots[0].cache, first.slots[0].label) == ("miss", "red")
-        for _ in range(24):  # confirmations after 4, then 16 more hits
+        for _ in range(12):  # confirmations after 2, then 4 more hits; then nothing until re-verification
             res = await r.recognize("one", jpeg(_purple(188, 200), 95))
             assert res.slots[0].cache == "memory"
             await r.settle()
@@ -311,6 +311,26 @@ async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Pa
         assert r.confirmations == confirm - 1
         hit = r.cache.lookup_memory(r.hasher.key(_purple(196, 192)))
         assert hit is not None and hit.inferences == confirm and hit.prediction[0][0] == settled
+    finally:
+        await r.close()
+
+
+async def test_confirmations_sample_every_facing_of_a_product_not_the_last_one(tmp_path: Path) -> None:
+    """Four facings of one carton share a cached answer. Three read blue (0.55), the last, in glare, reads red
+    (0.77). Hits grow by four a frame, so a confirmation always falls due on the same facing; averaging that one
+    facing's crop again and again would make every facing red. The answer must follow the facings' majority."""
+    config = colour_config(tmp_path, {"row": {"grid": {"rows": 1, "cols": 4}}}).replace(cache={"confirm_inferences": 3})
+    frame = jpeg(np.hstack([_purple(192, 194)] * 3 + [_purple(200, 186)]), 95)
+    r = await Recognizer.create(config)
+    try:
+        first = await r.recognize("row", frame)
+        assert [s.label for s in first.slots] == ["blue"] * 4  # slot 0's inference, shared by its facings
+        for _ in range(6):
+            res = await r.recognize("row", frame)
+            await r.settle()
+        assert [s.cache for s in res.slots] == ["memory"] * 4
+        assert r.confirmations == 2  # the answer now averages 3 inferences, and stays
+        assert [s.label for s in res.slots] == ["blue"] * 4
     finally:
         await r.close()
 

@@ -39,6 +39,12 @@ _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 
 # takes ~2 ms of CPU here to decode and key (~10 ms on a Pi 4 if its decode is 4-6 ms, as issue 13 states), while a
 # 1280x720 one took 7.7 ms to decode alone; larger frames and more slots go to the prep threads.
 INLINE_MAX_PIXELS = 640 * 480
+
+# Confirmation n of an answer is due after CONFIRM_BASE**n hits since the one before. At 4 (after 4, 16, 64, 256
+# hits) an answer served ~340 hits before its fifth sample, and on 16 synth footages the cache was less accurate
+# than fresh inference (80.1 % against 80.9 %); at 2 the same five samples are in by ~30 hits: 83.1 %
+# (docs/benchmarks.md, "Accuracy with the cache on").
+CONFIRM_BASE = 2
 INLINE_MAX_SLOTS = 16
 
 log = logging.getLogger(__name__)
@@ -253,6 +259,7 @@ class Recognizer:
         assert self.cache is not None
         slots: list[SlotResult | None] = []
         missed: list[tuple[int, float]] = []  # slot, memory lookup ms
+        facings: dict[PerceptualKey, list[tuple[Hit, np.ndarray, PerceptualKey]]] = {}  # by the answer's key
         for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
             t0 = time.perf_counter()
             hit = self.cache.lookup_memory(key)
@@ -261,8 +268,10 @@ class Recognizer:
                 slots.append(None)
                 missed.append((i, memory_ms))
                 continue
-            self._maybe_confirm(hit, crop_bgr, key)
+            facings.setdefault(hit.key, []).append((hit, crop_bgr, key))
             slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
+        for group in facings.values():
+            self._confirm_facings(group)
         if missed:
             resolved = await asyncio.gather(*(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed))
             for (i, _), result in zip(missed, resolved, strict=True):
@@ -293,21 +302,38 @@ class Recognizer:
             return slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
 
+    def _confirm_facings(self, group: list[tuple[Hit, np.ndarray, PerceptualKey]]) -> None:
+        """Which facing a confirmation or re-verification of an answer hit by several slots of a frame infers.
+
+        The hit count grows by the number of facings a frame, so the count that makes a confirmation due is always
+        reached on the same facing: confirming with the crop that reached it would average one facing's view over
+        and over, and a facing the model misreads (glare, a turned pack) would decide every facing's answer. So
+        confirmations take the facings in turn (the answer's inference count picks one). A re-verification looks
+        for a look-alike swapped into one facing, so it takes the facing least like the stored key. The decision
+        is the last hit's, which has the highest count.
+        """
+        last = group[-1][0]
+        if last.inferences < self.config.cache.confirm_inferences:
+            _, crop_bgr, key = group[last.inferences % len(group)]
+        else:
+            _, crop_bgr, key = max(group, key=lambda facing: facing[0].distance)
+        self._maybe_confirm(last, crop_bgr, key)
+
     def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray, key: PerceptualKey) -> None:
         """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
 
         One inference of a small model on a noisy crop is a sample, not the answer: the same facing can be read
         as another product on one frame and correctly on the next. A cache that kept its first sample would
         repeat an unlucky one for as long as the facing stays, on every slot showing it. So the answer becomes
-        the average of a few inferences, taken after 4, 16, 64, ... hits: consecutive frames share their shake and
-        exposure (and several facings of a product are hit in the same frame), spaced ones are closer to
-        independent samples. The hit is answered at once with what is cached; the confirmation uses idle
+        the average of a few inferences, taken after 2, 4, 8, ... hits (CONFIRM_BASE): consecutive frames share
+        their shake and exposure (and several facings of a product are hit in the same frame), spaced ones are
+        closer to independent samples. The hit is answered at once with what is cached; the confirmation uses idle
         workers only, so it never delays a miss.
         """
         confirmed = hit.inferences >= self.config.cache.confirm_inferences
         if (
             self.background_paused
-            or (hit.hits < 4**hit.inferences if not confirmed else not self.reverify.due(hit))
+            or (hit.hits < CONFIRM_BASE**hit.inferences if not confirmed else not self.reverify.due(hit))
             or hit.key in self._confirming
             or self.pool.pending >= self.pool.threads
         ):
