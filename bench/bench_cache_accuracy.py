@@ -19,20 +19,10 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from shelfsense.bench.runner import ModeRun, run_modes
+from shelfsense.bench.analysis import accuracy
+from shelfsense.bench.runner import run_modes
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.config import load_config
-
-
-def correct(run: ModeRun, truth: dict[int, tuple[str | None, ...]]) -> tuple[int, int]:
-    """(right, scored) slot results of one run against the footage's truth."""
-    right = scored = 0
-    for index, labels in zip(run.frames, run.labels, strict=True):
-        for label, expected in zip(labels, truth.get(index) or (), strict=False):
-            if expected is not None:
-                scored += 1
-                right += label == expected
-    return right, scored
 
 
 async def measure(footage: Path, config_path: Path | None) -> tuple[int, int, int, int]:
@@ -41,9 +31,9 @@ async def measure(footage: Path, config_path: Path | None) -> tuple[int, int, in
     if setup.truth is None:
         raise SystemExit(f"{footage}: no truth.jsonl beside it")
     runs = await run_modes(setup, ["no-cache", "perceptual"], progress=False)
-    off, scored = correct(runs["no-cache"], setup.truth)
-    on, _ = correct(runs["perceptual"], setup.truth)
-    return off, on, scored, runs["perceptual"].inferences + runs["perceptual"].confirmations
+    off, on = accuracy(runs["no-cache"], setup.truth), accuracy(runs["perceptual"], setup.truth)
+    cached = runs["perceptual"]
+    return off["correct"], on["correct"], off["scored"], cached.inferences + cached.confirmations
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from shelfsense.recognition.decode import decode_frame, slot_crops
 from shelfsense.shelf.score import score_shelf
 from shelfsense.types import Tier, percentiles
 
-__all__ = ["analyse", "frame_cost", "hit_path", "stability"]
+__all__ = ["accuracy", "analyse", "frame_cost", "hit_path", "stability"]
 
 SAMPLE_DISAGREEMENTS = 25
 Audit = dict[tuple[int, int], str | None]  # (Frame.index, slot) -> the fresh inference's label
@@ -117,7 +117,7 @@ def _truth_figures(run: ModeRun, audit: Audit, truth: Truth) -> dict[str, Any]:
     # The population stability is measured on: slots showing a product (truth not null).
     product = [label == audit.get((f, s)) for f, s, label, _ in _slots(run) if f in truth and truth[f][s] is not None]
     return {
-        "accuracy": _accuracy(run, truth),
+        "accuracy": accuracy(run, truth),
         "agreement_products": sum(product) / len(product) if product else None,
         "inferred_truth_null": sum(
             1 for f, s, _, src in _slots(run) if src == Tier.MISS and f in truth and truth[f][s] is None
@@ -219,7 +219,7 @@ def _inferred_by_slot(run: ModeRun) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counts.items())}
 
 
-def _accuracy(run: ModeRun, truth: Truth) -> dict[str, Any]:
+def accuracy(run: ModeRun, truth: Truth) -> dict[str, Any]:
     scored = correct = 0
     for frame, labels in zip(run.frames, run.labels, strict=True):
         row = truth.get(frame)
