@@ -16,6 +16,7 @@ from shelfsense.recognition.hashing import (
     PerceptualKey,
     colour_distance,
     phash_bits,
+    pil_grey,
 )
 from shelfsense.recognition.lanczos import lanczos_resize_grey
 
@@ -99,6 +100,14 @@ def test_phash_parity_on_grocery_crops(grocery_dir: Path) -> None:
     assert len(crops) >= 290
     mismatched = [i for i, c in enumerate(crops) if phash_bits(c) != reference_phash(c)]
     assert mismatched == []
+
+
+def test_pil_grey_equals_pillow_for_every_colour() -> None:
+    """All 2**24 colours in one 4096x4096 image: pHash's grey conversion is Pillow's 'L', bit for bit."""
+    values = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=-1).astype(np.uint8).reshape(4096, 4096, 3)
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    assert np.array_equal(pil_grey(np.ascontiguousarray(rgb[..., ::-1])), expected)
 
 
 @pytest.mark.pi

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import cv2
@@ -19,7 +20,7 @@ import scipy.fftpack
 from PIL import Image
 
 from shelfsense.config import HASH_ALGORITHMS
-from shelfsense.recognition.lanczos import lanczos_resize_grey
+from shelfsense.recognition.lanczos import lanczos_resize_values
 
 # Measured in docs/distance.md (bench/measure_distance.py). The radius covers every perturbed copy seen (max 8,
 # P99 4) while no pair of different products hashed within it passed the colour check; the cache's
@@ -72,21 +73,62 @@ def _bits_of(bool_hash: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bool_hash.ravel()).tobytes(), "big")
 
 
+# PIL's RGB -> 'L' conversion (libImaging/Convert.c, L24): fixed-point weights summing to 2**16 and a rounding
+# term, in OpenCV's B, G, R channel order. Every sum is a whole number below 2**24, so float32 holds it exactly.
+_PIL_GREY = np.array([[7471.0, 38470.0, 19595.0, 32768.0]], np.float32)
+
+
+def pil_grey(crop_bgr: np.ndarray) -> np.ndarray:
+    """`np.asarray(PIL RGB image.convert('L'))` of a BGR crop (a view is fine), as float32 whole numbers 0..255."""
+    sums = cv2.transform(crop_bgr.astype(np.float32), _PIL_GREY)
+    return np.floor(sums * np.float32(1.0 / 65536.0))  # the >> 16 of the fixed-point sum: exact in float32
+
+
+@lru_cache(maxsize=8)
+def _dct_rows(hash_size: int, size: int) -> np.ndarray:
+    """The first hash_size rows of scipy.fftpack.dct's type-II matrix (unnormalised: 2 cos(pi k (2n+1) / 2N))."""
+    k, n = np.mgrid[0:hash_size, 0:size]
+    matrix = 2.0 * np.cos(np.pi * k * (2 * n + 1) / (2 * size))
+    matrix.setflags(write=False)
+    return matrix
+
+
+# A coefficient closer than this (relative to the largest) to the median is a near-tie, whose side of the median
+# the rounding of one DCT algorithm or another decides: the matrix product's coefficients differ from
+# scipy.fftpack's by ~1e-15 of the largest, so 1e-9 leaves a margin of a million.
+_NEAR_TIE = 1e-9
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median's value (the mean of the middle two of an even count) from a plain sort: np.median's partition
+    and checks cost ten times the sort of 64 values."""
+    ordered = np.sort(values, axis=None)
+    mid = ordered.size // 2
+    return float(ordered[mid]) if ordered.size % 2 else float((ordered[mid - 1] + ordered[mid]) / 2)
+
+
 def phash_bits(crop_bgr: np.ndarray, hash_size: int = 8) -> int:
     """imagehash.phash of the crop as an int, bit-identical to ``imagehash.phash(PIL RGB image)``.
 
-    The steps are imagehash's own (PIL 'L' conversion, LANCZOS resize to 4*hash_size, scipy.fftpack DCT,
-    median threshold) without its detour through an RGB PIL image, and with the resize done by
-    lanczos_resize_grey (Pillow's arithmetic as two matrix products); tests/test_hashing.py proves the parity.
+    The steps are imagehash's own (PIL 'L' conversion, LANCZOS resize to 4*hash_size, 2-D type-II DCT, median
+    threshold of its low hash_size x hash_size corner) done in numpy: the conversion in float32 (pil_grey),
+    the resize as two matrix products (lanczos.py, Pillow's arithmetic), and only the low corner of the DCT, as
+    a product with its rows of the DCT matrix. The DCT is the one step not exact in floating point, so a crop
+    with a coefficient within _NEAR_TIE of the median (flat crops, symmetric drawings) is thresholded on scipy's
+    DCT itself, imagehash's own. tests/test_hashing.py proves the parity.
     """
     if hash_size < 2:
         raise ValueError(f"hash_size must be >= 2, got {hash_size}")
     crop = _check_crop(crop_bgr)
     size = hash_size * 4
-    pixels = lanczos_resize_grey(np.asarray(_pil_rgb(crop).convert("L")), size, size)
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
-    low = dct[:hash_size, :hash_size]
-    return _bits_of(low > np.median(low))
+    pixels = lanczos_resize_values(pil_grey(crop), size, size)
+    rows = _dct_rows(hash_size, size)
+    low = rows @ pixels @ rows.T
+    median = _median(low)
+    if np.abs(low - median).min() <= _NEAR_TIE * np.abs(low).max():
+        low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:hash_size, :hash_size]
+        median = np.median(low)
+    return _bits_of(low > median)
 
 
 def _imagehash_algorithm(fn: Callable[..., imagehash.ImageHash]) -> Callable[[np.ndarray, int], int]:
