@@ -52,20 +52,21 @@ class PerceptualKey:
 
 
 def _check_crop(crop_bgr: np.ndarray) -> np.ndarray:
+    """The crop itself, checked. Not copied: OpenCV and numpy read a slot's view into the frame (rows apart, each
+    row contiguous) as it is, with the same results as from a copy; only PIL needs contiguous rows (_pil_rgb)."""
     if not isinstance(crop_bgr, np.ndarray) or crop_bgr.dtype != np.uint8:
         raise ValueError(
             f"crop must be a uint8 numpy array, got {type(crop_bgr).__name__} {getattr(crop_bgr, 'dtype', '')}"
         )
     if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.shape[0] == 0 or crop_bgr.shape[1] == 0:
         raise ValueError(f"crop must be a non-empty HxWx3 BGR array, got shape {crop_bgr.shape}")
-    # Slot crops are usually views into the frame; PIL and OpenCV need contiguous rows.
-    return np.ascontiguousarray(crop_bgr)
+    return crop_bgr
 
 
 def _pil_rgb(crop_bgr: np.ndarray) -> Image.Image:
     h, w = crop_bgr.shape[:2]
     # The "BGR" raw mode swaps channels while PIL copies the buffer: one pass instead of cvtColor + fromarray.
-    return Image.frombuffer("RGB", (w, h), crop_bgr, "raw", "BGR", 0, 1)
+    return Image.frombuffer("RGB", (w, h), np.ascontiguousarray(crop_bgr), "raw", "BGR", 0, 1)
 
 
 def _bits_of(bool_hash: np.ndarray) -> int:
