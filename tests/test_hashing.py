@@ -242,6 +242,23 @@ def test_lanczos_resize_equals_pillow(seed: int) -> None:
             assert np.array_equal(lanczos_resize_grey(grey, out_w, out_h), expected), (h, w, out_w, out_h)
 
 
+def test_key_memo_on_real_photos_ignores_a_1px_shake_and_sees_every_change_of_product(grocery_dir: Path) -> None:
+    """bench/measure_memo.py's finding, as behaviour: 136x186 facings cut from grocery photos."""
+    hasher = Hasher()
+    photos = [
+        (fine, cv2.resize(img, (140, 190), interpolation=cv2.INTER_AREA)) for fine, img in val_photos(grocery_dir, 6)
+    ]
+    shaken = 0
+    for fine, img in photos:
+        memo = KeyMemo(hasher, threshold=3.0)
+        first = memo.key(("cam", 0), img[2:188, 2:138])
+        shaken += memo.key(("cam", 0), img[2:188, 3:139]) is first  # the camera shook by 1 px
+        for other_fine, other in photos:
+            if other_fine != fine:  # another product in the facing: a fresh key, never the old one
+                assert memo.key(("cam", 1), img[2:188, 2:138]) is not memo.key(("cam", 1), other[2:188, 2:138])
+    assert shaken >= 0.8 * len(photos)
+
+
 def test_key_memo_reuses_the_key_of_an_unchanged_slot_and_recomputes_a_changed_one() -> None:
     hasher = Hasher()
     memo = KeyMemo(hasher, threshold=3.0)

@@ -243,12 +243,12 @@ class Hasher:
         return known
 
 
-def memo_thumbnail(crop_bgr: np.ndarray, size: int = 16) -> np.ndarray:
+def memo_thumbnail(crop_bgr: np.ndarray, size: int = 8) -> np.ndarray:
     """A size x size colour thumbnail for KeyMemo: the crop's centred (size*ky) x (size*kx) region, area-averaged
     by the whole factors kx, ky (OpenCV's fast INTER_AREA path, ~half the cost of thumbnail() + a 16x16 shrink).
 
-    The region leaves out under `size` px of each dimension (8 of 136 on a 136x186 slot), half on each side. Crops
-    under 4*size px in a dimension, where that would be a large share, take the general INTER_AREA path.
+    The region leaves out under `size` px of each dimension (at 8: 2 of the 186 rows of a 136x186 slot), half on
+    each side. Crops under 4*size px in a dimension, where that would be a large share, take the general path.
     """
     h, w = crop_bgr.shape[:2]
     kx, ky = w // size, h // size
@@ -264,15 +264,17 @@ class KeyMemo:
 
     A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
     (a LANCZOS resize and a DCT, ~0.15 ms a crop here) would be recomputed for nothing. The memo keeps, per
-    slot, a 16x16 colour thumbnail (memo_thumbnail) of the crop its key was computed from; while a new crop's
+    slot, an 8x8 colour thumbnail (memo_thumbnail) of the crop its key was computed from; while a new crop's
     thumbnail stays within `threshold` grey levels (mean absolute difference) of it, the old key is reused.
     Comparing with the thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from
-    accumulating unseen. Measured (docs/benchmarks.md, "Hit path"): unchanged facings of the synthetic shelf
-    footage differ by P50 2.2, P90 4.7 levels; real grocery photos shifted by 1 px by P50 3.6, JPEG-compressed
-    by under 1.2; two different products by at least 31. A threshold of 0 turns the memo off.
+    accumulating unseen. Measured by bench/measure_memo.py (docs/benchmarks.md, "Hit path"): on real grocery
+    photos a 1 px shift, which pHash is built to ignore, moves the 8x8 thumbnail by P50 2.0 levels (a 16x16 one by
+    3.4, over the default threshold of 3: a key recomputed for nothing), JPEG re-encoding by under 0.8, while two
+    different products differ by at least 14.9; on the synthetic footage unchanged slots differ by P50 2.1, P90
+    3.4 and every change of truth by at least 4.9. A threshold of 0 turns the memo off.
     """
 
-    SIZE = 16
+    SIZE = 8
 
     def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
         self.hasher = hasher
