@@ -4,8 +4,9 @@ Reproduce (under a minute)::
 
     .venv/bin/python bench/measure_memo.py --footage /tmp/f > /tmp/memo.md
 
-For each memo thumbnail (the 16x16 of the old thumbnail() path; memo_thumbnail at 16, 12 and 8 cells a side) it
-prints the memo's distance (mean absolute difference, grey levels) of:
+For each memo thumbnail (the 16x16 of the old thumbnail() path; one whole-factor area average of the slot's
+centred region to 16 and 8 cells a side; memo_thumbnail, bilinear to 64x64 then an area average, at 16 and 8)
+it prints the memo's distance (mean absolute difference, grey levels) of:
 
 * real grocery photos (all of val/, each scaled to a 140x190 facing and cut to the 136x186 slot the synthetic
   footage uses, 2 px in from the border) against themselves shifted by 1 px, by 2 px, JPEG re-encoded (q 75),
@@ -42,8 +43,16 @@ def thumbs() -> dict[str, Thumb]:
     def old(crop: np.ndarray) -> np.ndarray:
         return cv2.resize(thumbnail(crop), (16, 16), interpolation=cv2.INTER_AREA)
 
+    def area(crop: np.ndarray, n: int) -> np.ndarray:
+        h, w = crop.shape[:2]
+        kx, ky = w // n, h // n
+        y0, x0 = (h - ky * n) // 2, (w - kx * n) // 2
+        return cv2.resize(crop[y0 : y0 + ky * n, x0 : x0 + kx * n], (n, n), interpolation=cv2.INTER_AREA)
+
     out: dict[str, Thumb] = {"thumbnail()+16x16": old}
-    for n in (16, 12, 8):
+    for n in (16, 8):
+        out[f"whole-factor area {n}"] = lambda crop, n=n: area(crop, n)
+    for n in (16, 8):
         out[f"memo_thumbnail {n}"] = lambda crop, n=n: memo_thumbnail(crop, n)
     return out
 
