@@ -13,8 +13,9 @@ it prints the memo's distance (mean absolute difference, grey levels) of:
   with gaussian noise (sigma 3), and all of a 1 px shift, q 80 and sigma 2 together. pHash is built to give
   these the same key, so a memo that recomputes them does work for nothing;
 * every pair of photos of different fine classes: a real change of product, which the memo must never hide;
-* with --footage, a recording with truth.jsonl: each slot's frames against the thumbnail its key was last
-  computed from, at the given threshold, split by whether the slot's truth (label, state) is the same as then.
+* with --footage, a recording with truth.jsonl: KeyMemo's decisions at the given threshold, with one reference
+  thumbnail a slot and with KeyMemo.REFS: each frame's distance to the closest reference, split by whether the
+  slot's truth (label, state) is that reference's, and how many keys were reused across a change of truth.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.recognition.decode import decode_frame, slot_crops
-from shelfsense.recognition.hashing import memo_thumbnail, thumbnail
+from shelfsense.recognition.hashing import KeyMemo, memo_thumbnail, thumbnail
 from shelfsense.tools.dataset import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,33 +121,46 @@ def photo_rows(data: Path, seed: int) -> list[str]:
     return rows
 
 
+def simulate(thumb: Thumb, frames: list[list[np.ndarray]], truth: list[dict], threshold: float, refs: int) -> tuple:
+    """KeyMemo's decisions with `refs` references a slot: (recomputations, distances of frames whose truth equals
+    that of the closest reference's crop, of the rest, keys reused across a change of truth)."""
+    same, changed, recomputed, wrong = [], [], 0, 0
+    for s in range(len(frames[0])):
+        kept: list[tuple[np.ndarray, tuple[str, str]]] = []  # (thumbnail, truth) of keyed crops, recent first
+        for i, crops in enumerate(frames):
+            now, t = thumb(crops[s]), (truth[i]["slots"][s], truth[i]["states"][s])
+            d = [cv2.norm(now, ref, cv2.NORM_L1) / now.size for ref, _ in kept]
+            if d:
+                k = int(np.argmin(d))
+                (same if kept[k][1] == t else changed).append(d[k])
+            hit = next((j for j, x in enumerate(d) if x <= threshold), None)
+            if hit is None:
+                recomputed += 1
+                kept = [(now, t), *kept][:refs]
+            else:
+                wrong += kept[hit][1] != t
+                kept.insert(0, kept.pop(hit))
+    return recomputed, np.array(same), np.array(changed), wrong
+
+
 def footage_rows(footage: Path, threshold: float) -> list[str]:
     setup = resolve_setup(footage)
     camera = setup.config.cameras[setup.camera]
     truth = [json.loads(line) for line in (footage / "truth.jsonl").read_text().splitlines() if line.strip()]
     frames = [slot_crops(decode_frame(f.data), camera, copy=False)[1] for f in setup.open()]
     rows = [
-        f"| thumbnail | recomputed keys a frame (threshold {threshold}) | unchanged truth P50 / P90 / P99 | "
-        "unchanged over threshold | changed truth min / P10 | changed under threshold |",
-        "|---|---|---|---|---|---|",
+        f"| thumbnail | references a slot | recomputed keys a frame (threshold {threshold}) | unchanged truth "
+        "P50 / P90 / P99 | unchanged over threshold | changed truth min / P10 | keys reused across a change |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, thumb in thumbs().items():
-        same, changed, recomputed = [], [], 0
-        for s in range(len(frames[0])):
-            ref, ref_truth = None, None
-            for i, crops in enumerate(frames):
-                now, t = thumb(crops[s]), (truth[i]["slots"][s], truth[i]["states"][s])
-                if ref is not None:
-                    d = cv2.norm(now, ref, cv2.NORM_L1) / now.size
-                    (same if t == ref_truth else changed).append(d)
-                if ref is None or d > threshold:
-                    ref, ref_truth, recomputed = now, t, recomputed + 1
-        u, c = np.array(same), np.array(changed)
-        rows.append(
-            f"| {name} | {recomputed / len(frames):.2f} | {np.median(u):.2f} / {np.percentile(u, 90):.2f} / "
-            f"{np.percentile(u, 99):.2f} | {np.mean(u > threshold) * 100:.1f} % | {c.min():.2f} / "
-            f"{np.percentile(c, 10):.2f} | {int(np.sum(c <= threshold))} of {c.size} |"
-        )
+        for refs in (1, KeyMemo.REFS):
+            recomputed, u, c, wrong = simulate(thumb, frames, truth, threshold, refs)
+            rows.append(
+                f"| {name} | {refs} | {recomputed / len(frames):.2f} | {np.median(u):.2f} / "
+                f"{np.percentile(u, 90):.2f} / {np.percentile(u, 99):.2f} | {np.mean(u > threshold) * 100:.1f} % | "
+                f"{c.min():.2f} / {np.percentile(c, 10):.2f} | {wrong} |"
+            )
     return rows
 
 
