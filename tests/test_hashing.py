@@ -242,25 +242,6 @@ def test_lanczos_resize_equals_pillow(seed: int) -> None:
             assert np.array_equal(lanczos_resize_grey(grey, out_w, out_h), expected), (h, w, out_w, out_h)
 
 
-def test_key_memo_keeps_the_keys_of_a_few_pictures_per_slot() -> None:
-    """A facing that comes back (a shaking mount's other position, the same product restocked) reuses its key."""
-    hasher = Hasher()
-    memo = KeyMemo(hasher, threshold=3.0)
-    red, blue = carton((40, 40, 200)), carton((200, 60, 30))
-    shaken = np.roll(red, 3, axis=1)  # the mount's other position: far over the threshold from the first
-    first, other = memo.key(("cam", 0), red), memo.key(("cam", 0), shaken)
-    assert other is not first and other == hasher.key(shaken)
-    for _ in range(3):
-        assert memo.key(("cam", 0), noisy(red, 1.0, 2)) is first
-        assert memo.key(("cam", 0), noisy(shaken, 1.0, 3)) is other
-    assert memo.key(("cam", 0), blue) == hasher.key(blue)  # taken, another product put there
-    assert memo.key(("cam", 0), red) is first  # and the first one back
-    # Only the last KeyMemo.REFS pictures are kept.
-    for shift in range(1, KeyMemo.REFS + 1):
-        memo.key(("cam", 0), np.roll(blue, 5 * shift, axis=0))
-    assert memo.key(("cam", 0), red) is not first
-
-
 def test_key_memo_on_real_photos_ignores_a_1px_shake_and_sees_every_change_of_product(grocery_dir: Path) -> None:
     """bench/measure_memo.py's finding, as behaviour: 136x186 facings cut from grocery photos."""
     hasher = Hasher()

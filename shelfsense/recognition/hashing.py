@@ -262,49 +262,36 @@ class KeyMemo:
     """Keys of fixed-camera slots, recomputed only when the slot's picture has changed.
 
     A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
-    (a LANCZOS resize and a DCT, ~0.1 ms a crop here) would be recomputed for nothing. The memo keeps, per slot,
-    an 8x8 colour thumbnail (memo_thumbnail) of each of the last REFS crops whose key it computed; a new crop
-    whose thumbnail is within `threshold` grey levels (mean absolute difference) of one of them reuses that
-    crop's key. Comparing with thumbnails of crops the keys were computed from, never with the previous frame's,
-    keeps slow drift (exposure) from accumulating unseen. Several references, because a camera shaking on its
-    mount shows a few positions of the same facing in turn: each gets its key once.
-
-    Measured by bench/measure_memo.py (docs/benchmarks.md, "Hit path"): on real grocery photos a 1 px shift, which
-    pHash is built to ignore, moves the 8x8 thumbnail by P50 2.0 levels (a 16x16 one by 3.3, over the default
-    threshold of 3: a key recomputed for nothing), JPEG re-encoding by under 0.9, while two different products
-    differ by at least 14.8; on the synthetic footage unchanged slots differ by P50 2.1, P90 3.5 and every change
-    of truth by at least 4.9, and no key was reused across a change of truth with 1 or 8 references. A threshold
-    of 0 turns the memo off.
+    (a LANCZOS resize and a DCT, ~0.15 ms a crop here) would be recomputed for nothing. The memo keeps, per
+    slot, an 8x8 colour thumbnail (memo_thumbnail) of the crop its key was computed from; while a new crop's
+    thumbnail stays within `threshold` grey levels (mean absolute difference) of it, the old key is reused.
+    Comparing with the thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from
+    accumulating unseen. Measured by bench/measure_memo.py (docs/benchmarks.md, "Hit path"): on real grocery
+    photos a 1 px shift, which pHash is built to ignore, moves the 8x8 thumbnail by P50 2.0 levels (a 16x16 one by
+    3.3, over the default threshold of 3: a key recomputed for nothing), JPEG re-encoding by under 0.9, while two
+    different products differ by at least 14.8; on the synthetic footage unchanged slots differ by P50 2.1, P90
+    3.5 and every change of truth by at least 4.9. A threshold of 0 turns the memo off.
     """
 
     SIZE = 8
-    REFS = 8
 
     def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
         self.hasher = hasher
         self.threshold = threshold
         self.max_slots = max_slots
-        # Per slot, (thumbnail, key) of the last REFS keyed crops, most recently used first.
-        self._slots: dict[tuple[str, int], list[tuple[np.ndarray, PerceptualKey]]] = {}
+        self._slots: dict[tuple[str, int], tuple[np.ndarray, PerceptualKey]] = {}
 
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
         if self.threshold <= 0:
             return self.hasher.key(crop_bgr)
         small = memo_thumbnail(_check_crop(crop_bgr), self.SIZE)
-        refs = self._slots.get(slot)
-        if refs is not None:
-            for i, (thumb, key) in enumerate(refs):
-                # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute
-                # difference, the same float as absdiff().mean(), without the temporary array: ~1 us, not ~10.
-                if cv2.norm(small, thumb, cv2.NORM_L1) / small.size <= self.threshold:
-                    if i:
-                        refs.insert(0, refs.pop(i))
-                    return key
+        known = self._slots.get(slot)
+        # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute difference,
+        # the same float as absdiff().mean(), without the temporary array: ~1 us instead of ~10.
+        if known is not None and cv2.norm(small, known[0], cv2.NORM_L1) / small.size <= self.threshold:
+            return known[1]
         key = self.hasher.key(crop_bgr)
-        if refs is None:
-            if len(self._slots) >= self.max_slots:
-                self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
-            refs = self._slots[slot] = []
-        refs.insert(0, (small, key))
-        del refs[self.REFS :]
+        if len(self._slots) >= self.max_slots and slot not in self._slots:
+            self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
+        self._slots[slot] = (small, key)
         return key
