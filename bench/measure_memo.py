@@ -124,7 +124,9 @@ def photo_rows(data: Path, seed: int) -> list[str]:
     return rows
 
 
-def simulate(thumb: Thumb, frames: list[list[np.ndarray]], truth: list[dict], threshold: float, refs: int) -> tuple:
+def simulate(
+    thumb: Thumb, frames: list[list[np.ndarray]], truth: list[dict], threshold: float, refs: int
+) -> tuple[int, np.ndarray, np.ndarray, int]:
     """KeyMemo's decisions with `refs` references a slot: (recomputations, distances of frames whose truth equals
     that of the closest reference's crop, of the rest, keys reused across a change of truth)."""
     same, changed, recomputed, wrong = [], [], 0, 0
