@@ -16,6 +16,7 @@ from shelfsense.recognition.hashing import (
     PerceptualKey,
     colour_distance,
     phash_bits,
+    pil_grey,
 )
 from shelfsense.recognition.lanczos import lanczos_resize_grey
 
@@ -99,6 +100,14 @@ def test_phash_parity_on_grocery_crops(grocery_dir: Path) -> None:
     assert len(crops) >= 290
     mismatched = [i for i, c in enumerate(crops) if phash_bits(c) != reference_phash(c)]
     assert mismatched == []
+
+
+def test_pil_grey_equals_pillow_for_every_colour() -> None:
+    """All 2**24 colours in one 4096x4096 image: pHash's grey conversion is Pillow's 'L', bit for bit."""
+    values = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=-1).astype(np.uint8).reshape(4096, 4096, 3)
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    assert np.array_equal(pil_grey(np.ascontiguousarray(rgb[..., ::-1])), expected)
 
 
 @pytest.mark.pi
@@ -231,6 +240,23 @@ def test_lanczos_resize_equals_pillow(seed: int) -> None:
         for grey in (rng.integers(0, 256, (h, w), dtype=np.uint8), (rng.random((h, w)) > 0.5).astype(np.uint8) * 255):
             expected = np.asarray(Image.fromarray(grey, "L").resize((out_w, out_h), Image.Resampling.LANCZOS))
             assert np.array_equal(lanczos_resize_grey(grey, out_w, out_h), expected), (h, w, out_w, out_h)
+
+
+def test_key_memo_on_real_photos_ignores_a_1px_shake_and_sees_every_change_of_product(grocery_dir: Path) -> None:
+    """bench/measure_memo.py's finding, as behaviour: 136x186 facings cut from grocery photos."""
+    hasher = Hasher()
+    photos = [
+        (fine, cv2.resize(img, (140, 190), interpolation=cv2.INTER_AREA)) for fine, img in val_photos(grocery_dir, 6)
+    ]
+    shaken = 0
+    for fine, img in photos:
+        memo = KeyMemo(hasher, threshold=3.0)
+        first = memo.key(("cam", 0), img[2:188, 2:138])
+        shaken += memo.key(("cam", 0), img[2:188, 3:139]) is first  # the camera shook by 1 px
+        for other_fine, other in photos:
+            if other_fine != fine:  # another product in the facing: a fresh key, never the old one
+                assert memo.key(("cam", 1), img[2:188, 2:138]) is not memo.key(("cam", 1), other[2:188, 2:138])
+    assert shaken >= 0.8 * len(photos)
 
 
 def test_key_memo_reuses_the_key_of_an_unchanged_slot_and_recomputes_a_changed_one() -> None:

@@ -135,14 +135,21 @@ def decode_frame(image: bytes, header: FrameHeader | None = None) -> np.ndarray:
     return frame
 
 
-def slot_crops(frame: np.ndarray, camera: CameraConfig) -> tuple[tuple[Box, ...], list[np.ndarray]]:
-    """The camera's slot boxes for this frame's size and a contiguous copy of each slot.
+def slot_crops(
+    frame: np.ndarray, camera: CameraConfig, *, copy: bool = True
+) -> tuple[tuple[Box, ...], list[np.ndarray]]:
+    """The camera's slot boxes for this frame's size and each slot's pixels: a contiguous copy, or with
+    copy=False a view into the frame.
 
-    Copies, so that a crop waiting in the inference queue does not pin the whole frame in memory.
+    Copies by default, so that a crop that outlives the frame (waiting in the inference queue) does not pin the
+    whole frame in memory. The Recognizer takes views, which its keys and cues read as they are, and copies only
+    the crops it hands to work that outlives the frame (docs/benchmarks.md, "Hit path").
     """
     height, width = frame.shape[:2]
     try:
         boxes = slot_boxes(camera, width, height)
     except ConfigError as exc:
         raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
+    if not copy:
+        return boxes, [crop(frame, box) for box in boxes]
     return boxes, [np.ascontiguousarray(crop(frame, box)) for box in boxes]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import cv2
@@ -19,7 +20,7 @@ import scipy.fftpack
 from PIL import Image
 
 from shelfsense.config import HASH_ALGORITHMS
-from shelfsense.recognition.lanczos import lanczos_resize_grey
+from shelfsense.recognition.lanczos import lanczos_resize_values
 
 # Measured in docs/distance.md (bench/measure_distance.py). The radius covers every perturbed copy seen (max 8,
 # P99 4) while no pair of different products hashed within it passed the colour check; the cache's
@@ -51,20 +52,21 @@ class PerceptualKey:
 
 
 def _check_crop(crop_bgr: np.ndarray) -> np.ndarray:
+    """The crop itself, checked. Not copied: OpenCV and numpy read a slot's view into the frame (rows apart, each
+    row contiguous) as it is, with the same results as from a copy; only PIL needs contiguous rows (_pil_rgb)."""
     if not isinstance(crop_bgr, np.ndarray) or crop_bgr.dtype != np.uint8:
         raise ValueError(
             f"crop must be a uint8 numpy array, got {type(crop_bgr).__name__} {getattr(crop_bgr, 'dtype', '')}"
         )
     if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.shape[0] == 0 or crop_bgr.shape[1] == 0:
         raise ValueError(f"crop must be a non-empty HxWx3 BGR array, got shape {crop_bgr.shape}")
-    # Slot crops are usually views into the frame; PIL and OpenCV need contiguous rows.
-    return np.ascontiguousarray(crop_bgr)
+    return crop_bgr
 
 
 def _pil_rgb(crop_bgr: np.ndarray) -> Image.Image:
     h, w = crop_bgr.shape[:2]
     # The "BGR" raw mode swaps channels while PIL copies the buffer: one pass instead of cvtColor + fromarray.
-    return Image.frombuffer("RGB", (w, h), crop_bgr, "raw", "BGR", 0, 1)
+    return Image.frombuffer("RGB", (w, h), np.ascontiguousarray(crop_bgr), "raw", "BGR", 0, 1)
 
 
 def _bits_of(bool_hash: np.ndarray) -> int:
@@ -72,21 +74,62 @@ def _bits_of(bool_hash: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bool_hash.ravel()).tobytes(), "big")
 
 
+# PIL's RGB -> 'L' conversion (libImaging/Convert.c, L24): fixed-point weights summing to 2**16 and a rounding
+# term, in OpenCV's B, G, R channel order. Every sum is a whole number below 2**24, so float32 holds it exactly.
+_PIL_GREY = np.array([[7471.0, 38470.0, 19595.0, 32768.0]], np.float32)
+
+
+def pil_grey(crop_bgr: np.ndarray) -> np.ndarray:
+    """`np.asarray(PIL RGB image.convert('L'))` of a BGR crop (a view is fine), as float32 whole numbers 0..255."""
+    sums = cv2.transform(crop_bgr.astype(np.float32), _PIL_GREY)
+    return np.floor(sums * np.float32(1.0 / 65536.0))  # the >> 16 of the fixed-point sum: exact in float32
+
+
+@lru_cache(maxsize=8)
+def _dct_rows(hash_size: int, size: int) -> np.ndarray:
+    """The first hash_size rows of scipy.fftpack.dct's type-II matrix (unnormalised: 2 cos(pi k (2n+1) / 2N))."""
+    k, n = np.mgrid[0:hash_size, 0:size]
+    matrix = 2.0 * np.cos(np.pi * k * (2 * n + 1) / (2 * size))
+    matrix.setflags(write=False)
+    return matrix
+
+
+# A coefficient closer than this (relative to the largest) to the median is a near-tie, whose side of the median
+# the rounding of one DCT algorithm or another decides: the matrix product's coefficients differ from
+# scipy.fftpack's by ~1e-15 of the largest, so 1e-9 leaves a margin of a million.
+_NEAR_TIE = 1e-9
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median's value (the mean of the middle two of an even count) from a plain sort: np.median's partition
+    and checks cost ten times the sort of 64 values."""
+    ordered = np.sort(values, axis=None)
+    mid = ordered.size // 2
+    return float(ordered[mid]) if ordered.size % 2 else float((ordered[mid - 1] + ordered[mid]) / 2)
+
+
 def phash_bits(crop_bgr: np.ndarray, hash_size: int = 8) -> int:
     """imagehash.phash of the crop as an int, bit-identical to ``imagehash.phash(PIL RGB image)``.
 
-    The steps are imagehash's own (PIL 'L' conversion, LANCZOS resize to 4*hash_size, scipy.fftpack DCT,
-    median threshold) without its detour through an RGB PIL image, and with the resize done by
-    lanczos_resize_grey (Pillow's arithmetic as two matrix products); tests/test_hashing.py proves the parity.
+    The steps are imagehash's own (PIL 'L' conversion, LANCZOS resize to 4*hash_size, 2-D type-II DCT, median
+    threshold of its low hash_size x hash_size corner) done in numpy: the conversion in float32 (pil_grey),
+    the resize as two matrix products (lanczos.py, Pillow's arithmetic), and only the low corner of the DCT, as
+    a product with its rows of the DCT matrix. The DCT is the one step not exact in floating point, so a crop
+    with a coefficient within _NEAR_TIE of the median (flat crops, symmetric drawings) is thresholded on scipy's
+    DCT itself, imagehash's own. tests/test_hashing.py proves the parity.
     """
     if hash_size < 2:
         raise ValueError(f"hash_size must be >= 2, got {hash_size}")
     crop = _check_crop(crop_bgr)
     size = hash_size * 4
-    pixels = lanczos_resize_grey(np.asarray(_pil_rgb(crop).convert("L")), size, size)
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
-    low = dct[:hash_size, :hash_size]
-    return _bits_of(low > np.median(low))
+    pixels = lanczos_resize_values(pil_grey(crop), size, size)
+    rows = _dct_rows(hash_size, size)
+    low = rows @ pixels @ rows.T
+    median = _median(low)
+    if np.abs(low - median).min() <= _NEAR_TIE * np.abs(low).max():
+        low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:hash_size, :hash_size]
+        median = np.median(low)
+    return _bits_of(low > median)
 
 
 def _imagehash_algorithm(fn: Callable[..., imagehash.ImageHash]) -> Callable[[np.ndarray, int], int]:
@@ -107,9 +150,10 @@ _ALGORITHMS: dict[str, Callable[[np.ndarray, int], int]] = {
 assert tuple(_ALGORITHMS) == HASH_ALGORITHMS, "config.HASH_ALGORITHMS names the algorithms implemented here"
 
 
-# One small thumbnail per crop serves the flatness test, the colour signature and the KeyMemo: 48 is a multiple
-# of the colour grid (3) and of the memo's 16, so those come from it by OpenCV's fast integer-factor INTER_AREA
-# path; an arbitrary crop size takes the slower fractional path only once.
+# One small thumbnail per keyed crop serves the flatness test and the colour signature: 48 is a multiple of the
+# colour grid (3), so the grid comes from it by OpenCV's fast integer-factor INTER_AREA path; an arbitrary crop
+# size takes the slower fractional path only once. (KeyMemo, which runs on every slot of every frame, has a
+# cheaper thumbnail of its own: memo_thumbnail.)
 THUMB = 48
 
 
@@ -199,19 +243,37 @@ class Hasher:
         return known
 
 
+def memo_thumbnail(crop_bgr: np.ndarray, size: int = 8) -> np.ndarray:
+    """A size x size colour thumbnail for KeyMemo: bilinear to 8*size px a side, then an exact 8x8 area average.
+
+    At 8 the bilinear pass reads 2x2 pixels per sample on a 64x64 grid, so most of a 136x186 slot's pixels still
+    count, for ~40 % of the cost of one INTER_AREA pass over the slot (which reads every pixel: 22 against 52 us
+    of CPU here on a busy machine); measured distances on real photos and footage are within 0.1 level of the area
+    average's (bench/measure_memo.py). Crops under 8*size px a side take the area average directly.
+    """
+    h, w = crop_bgr.shape[:2]
+    grid = 8 * size
+    if h > grid and w > grid:
+        crop_bgr = cv2.resize(crop_bgr, (grid, grid), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(crop_bgr, (size, size), interpolation=cv2.INTER_AREA)
+
+
 class KeyMemo:
     """Keys of fixed-camera slots, recomputed only when the slot's picture has changed.
 
     A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
-    (a LANCZOS resize and two DCTs, ~0.5 ms a crop here) would be recomputed for nothing. The memo keeps, per
-    slot, a 16x16 colour thumbnail of the crop its key was computed from; while a new crop's thumbnail stays
-    within `threshold` grey levels (mean absolute difference) of it, the old key is reused. Comparing with the
-    thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from accumulating unseen.
-    Measured on synthetic shelf footage: unchanged facings differ by a median of 1.0 level (P90 4.2), a take,
-    restock or arm by at least 16. A threshold of 0 turns the memo off.
+    (a LANCZOS resize and a DCT, ~0.15 ms a crop here) would be recomputed for nothing. The memo keeps, per
+    slot, an 8x8 colour thumbnail (memo_thumbnail) of the crop its key was computed from; while a new crop's
+    thumbnail stays within `threshold` grey levels (mean absolute difference) of it, the old key is reused.
+    Comparing with the thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from
+    accumulating unseen. Measured by bench/measure_memo.py (docs/benchmarks.md, "Hit path"): on real grocery
+    photos a 1 px shift, which pHash is built to ignore, moves the 8x8 thumbnail by P50 2.0 levels (a 16x16 one by
+    3.3, over the default threshold of 3: a key recomputed for nothing), JPEG re-encoding by under 0.9, while two
+    different products differ by at least 14.8; on the synthetic footage unchanged slots differ by P50 2.1, P90
+    3.5 and every change of truth by at least 4.9. A threshold of 0 turns the memo off.
     """
 
-    SIZE = (16, 16)
+    SIZE = 8
 
     def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
         self.hasher = hasher
@@ -222,14 +284,13 @@ class KeyMemo:
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
         if self.threshold <= 0:
             return self.hasher.key(crop_bgr)
-        thumb = thumbnail(_check_crop(crop_bgr))
-        small = cv2.resize(thumb, self.SIZE, interpolation=cv2.INTER_AREA)
+        small = memo_thumbnail(_check_crop(crop_bgr), self.SIZE)
         known = self._slots.get(slot)
         # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute difference,
         # the same float as absdiff().mean(), without the temporary array: ~1 us instead of ~10.
         if known is not None and cv2.norm(small, known[0], cv2.NORM_L1) / small.size <= self.threshold:
             return known[1]
-        key = self.hasher.key(crop_bgr, thumb)
+        key = self.hasher.key(crop_bgr)
         if len(self._slots) >= self.max_slots and slot not in self._slots:
             self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
         self._slots[slot] = (small, key)

@@ -16,6 +16,9 @@ ColourMatch = Callable[[bytes, bytes], bool]
 
 COLOUR_BYTES = 3 * COLOUR_GRID**2  # the colour signature's length (L, a, b per cell)
 _FREE = np.iinfo(np.int64).max  # store order of an unused slot: never the oldest
+# nearest() answers a KeyStore remembers until its keys change (see there): a fixed camera's slots ask the same
+# few keys frame after frame, so a few per slot are plenty; past the cap the table starts over (~200 B each).
+NEAR_MEMO = 16_384
 
 
 class KeyStore:
@@ -34,6 +37,7 @@ class KeyStore:
         self._order = np.zeros(0, dtype=np.int64)
         self._free: list[int] = []  # slots freed by evictions, reused first: the arrays never outgrow the bound
         self._used = 0  # slots [0, _used) have been handed out
+        self._near: dict[PerceptualKey, list[tuple[int, int]]] = {}  # nearest() answers while the keys hold
 
     def __len__(self) -> int:
         return len(self.index)
@@ -49,9 +53,21 @@ class KeyStore:
         return None
 
     def nearest(self, key: PerceptualKey) -> list[tuple[int, int]]:
-        """(distance, slot) of stored keys within radius whose colour matches, nearest first."""
-        colour, match = self._colour, self.colour_match
-        return [(d, s) for d, s in self.index.search(key.bits) if match(colour[s].tobytes(), key.colour)]
+        """(distance, slot) of stored keys within radius whose colour matches, nearest first. Do not modify it.
+
+        Remembered until a key is stored or discarded: the answer is a function of the query and the stored keys
+        alone (the index's search and the colour check are pure), and a fixed camera's reused keys ask the same
+        question every frame. An all-hit frame then pays a dict look-up a slot instead of an index search and
+        its colour checks (docs/benchmarks.md, "Hit path").
+        """
+        found = self._near.get(key)
+        if found is None:
+            colour, match = self._colour, self.colour_match
+            found = [(d, s) for d, s in self.index.search(key.bits) if match(colour[s].tobytes(), key.colour)]
+            if len(self._near) >= NEAR_MEMO:
+                self._near.clear()
+            self._near[key] = found
+        return found
 
     def reserve(self, count: int) -> None:
         """Room for `count` keys in one allocation (the disk tier knows its size at open: no growth copies)."""
@@ -84,6 +100,7 @@ class KeyStore:
             self._colour[slot] = np.frombuffer(key.colour, dtype=np.uint8)
             # add_many: find() just showed the key absent, so skip add()'s own look-up (a scan below 30k keys).
             self.index.add_many(np.array([key.bits], dtype=np.uint64), np.array([slot], dtype=np.int64))
+            self._near.clear()
         return slot
 
     def add_many(self, bits: np.ndarray, colours: np.ndarray, order: np.ndarray) -> None:
@@ -91,6 +108,7 @@ class KeyStore:
         slots = self._slots(bits.size)
         self._bits[slots], self._colour[slots], self._order[slots] = bits, colours, order
         self.index.add_many(bits, slots)
+        self._near.clear()
 
     def touch(self, slot: int, order: int) -> None:
         self._order[slot] = order
@@ -100,6 +118,7 @@ class KeyStore:
             self.index.remove(int(self._bits[slot]), slot)
             self._order[slot] = _FREE
             self._free.append(slot)
+            self._near.clear()
 
     def oldest(self, count: int) -> np.ndarray:
         """The `count` least recently stored slots (diskcache's own eviction order)."""

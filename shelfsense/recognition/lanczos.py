@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-__all__ = ["lanczos_resize_grey"]
+__all__ = ["lanczos_resize_grey", "lanczos_resize_values"]
 
 _PRECISION_BITS = 32 - 8 - 2  # Resample.c: PRECISION_BITS for 8-bit images
 _HALF = float(1 << (_PRECISION_BITS - 1))  # the rounding term each weighted sum starts from
@@ -73,21 +73,67 @@ def _weights(in_size: int, out_size: int) -> np.ndarray:
     return matrix
 
 
+_BANDS = 4  # groups of outputs a pass is cut into (measured: 2-4 halve a 136 -> 32 pass, 8 cost more calls)
+
+
+@lru_cache(maxsize=64)
+def _bands(in_size: int, out_size: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """_weights cut into up to _BANDS groups of outputs, each with only the inputs its coefficients reach.
+
+    A LANCZOS output reads ~6x the scale in inputs (26 of 136 for 136 -> 32), so the full matrix is mostly zeros;
+    a band's product skips them. The sums are of whole numbers far below 2**53 (see the module doc), so any
+    grouping gives exactly the full product's values. Each band: (first input, end input, first output, end
+    output, its block of coefficients).
+    """
+    weights = _weights(in_size, out_size)
+    bands = []
+    for outs in np.array_split(np.arange(out_size), min(_BANDS, out_size)):
+        o0, o1 = int(outs[0]), int(outs[-1]) + 1
+        used = np.flatnonzero(weights[:, o0:o1].any(axis=1))
+        i0, i1 = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+        block = np.ascontiguousarray(weights[i0:i1, o0:o1])
+        block.setflags(write=False)
+        bands.append((i0, i1, o0, o1, block))
+    return tuple(bands)
+
+
+def _pass(values: np.ndarray, in_size: int, out_size: int, horizontal: bool) -> np.ndarray:
+    """One resampling pass (along rows when horizontal, else along columns), before clip8."""
+    if horizontal:
+        out = np.empty((values.shape[0], out_size))
+        for i0, i1, o0, o1, block in _bands(in_size, out_size):
+            np.matmul(values[:, i0:i1], block, out=out[:, o0:o1])
+    else:
+        out = np.empty((out_size, values.shape[1]))
+        for i0, i1, o0, o1, block in _bands(in_size, out_size):
+            np.matmul(block.T, values[i0:i1], out=out[o0:o1])
+    return out
+
+
 def _clip8(sums: np.ndarray) -> np.ndarray:
-    # clip8(): (sum >> PRECISION_BITS) clamped to 0..255; floor of an exact power-of-two scaling is that shift.
-    return np.clip(np.floor((sums + _HALF) * _SCALE), 0, 255)
+    """clip8(): (sum >> PRECISION_BITS) clamped to 0..255, in place on the fresh product `sums`.
+
+    Floor of an exact power-of-two scaling is that shift. In place and with minimum/maximum rather than np.clip
+    (whose checks cost more than the arithmetic on a 186x32 array): the same values, fewer passes and copies.
+    """
+    sums += _HALF
+    sums *= _SCALE
+    np.floor(sums, out=sums)
+    np.maximum(sums, 0.0, out=sums)
+    return np.minimum(sums, 255.0, out=sums)
 
 
 def _resample(grey: np.ndarray, width: int, height: int, horizontal_first: bool) -> np.ndarray:
+    """The resized image as float64 grey levels (whole numbers 0..255); `grey` is uint8 or such float64."""
     in_h, in_w = grey.shape
-    out = grey.astype(np.float64)
+    out = grey if grey.dtype == np.float64 else grey.astype(np.float64)
     # Resample.c skips a pass whose size does not change (ImagingResampleInner's need_horizontal/vertical).
     for horizontal in (horizontal_first, not horizontal_first):
         if horizontal and in_w != width:
-            out = _clip8(out @ _weights(in_w, width))
+            out = _clip8(_pass(out, in_w, width, horizontal=True))
         elif not horizontal and in_h != height:
-            out = _clip8(_weights(in_h, height).T @ out)
-    return out.astype(np.uint8)
+            out = _clip8(_pass(out, in_h, height, horizontal=False))
+    return out
 
 
 def _pillow(grey: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -114,10 +160,18 @@ def _horizontal_first(in_h: int, in_w: int, width: int, height: int) -> bool | N
 
 def lanczos_resize_grey(grey: np.ndarray, width: int, height: int) -> np.ndarray:
     """`Image.fromarray(grey, 'L').resize((width, height), Image.LANCZOS)` as a uint8 array, bit-identical."""
+    return lanczos_resize_values(grey, width, height).astype(np.uint8)
+
+
+def lanczos_resize_values(grey: np.ndarray, width: int, height: int) -> np.ndarray:
+    """lanczos_resize_grey's result as float64 grey levels, from uint8 grey or float64 whole numbers 0..255.
+
+    pHash goes on in float64 (the DCT), so its grey image and its thumbnail need no uint8 round trips.
+    """
     in_h, in_w = grey.shape
     if (in_w, in_h) == (width, height):
-        return grey.copy()
+        return grey.astype(np.float64)  # always a copy, as Pillow's resize returns a new image
     first = _horizontal_first(in_h, in_w, width, height)
     if first is None:
-        return _pillow(grey, width, height)
+        return _pillow(grey.astype(np.uint8), width, height).astype(np.float64)
     return _resample(grey, width, height, first)

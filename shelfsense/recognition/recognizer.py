@@ -234,7 +234,8 @@ class Recognizer:
         t0 = time.perf_counter()
         frame = decode_frame(image, header)
         height, width = frame.shape[:2]
-        boxes, crops = slot_crops(frame, camera)
+        # Views: keys and cues read them in place; _maybe_confirm copies what outlives this frame.
+        boxes, crops = slot_crops(frame, camera, copy=False)
         t1 = time.perf_counter()
         keys = None
         if self.cache is not None:
@@ -338,6 +339,9 @@ class Recognizer:
             or self.pool.pending >= self.pool.threads
         ):
             return
+        # A copy: the confirmation may still wait for a worker after this frame is answered, and the crop is a
+        # view that would keep the whole frame alive. The frame's own misses are awaited by the frame itself.
+        crop_bgr = crop_bgr.copy()
         task = asyncio.create_task(
             self._reverify(hit, key, crop_bgr) if confirmed else self._confirm(hit.key, crop_bgr)
         )
