@@ -7,13 +7,15 @@ by the low `w` bits of its substring (w <= the substring's width); a key within 
 also within r_i on those w bits, so probing the w-bit values within r_i of the query's finds a superset of the
 answers, which one popcount per candidate on the full key then makes exact.
 
-Layout (why it is compact): the keys and item ids live in two flat arrays, one row per (key, id) pair. A table
-is a CSR pair: the row numbers (int32) ordered by bucket, and the offset of each bucket. That is 8 + 8 bytes a
-row plus 4 per table, plus 4 * 2**w offsets per table with 2**w chosen near rows / 8: about 33 bytes a key at
-m = 4, against ~370 for the former dict-of-buckets index. Changes stay cheap: new rows are appended past the
-tabled ones and scanned linearly (a bounded insert buffer) until the tables are rebuilt; removals tombstone
-the row (id -1) and are dropped at the next rebuild. A rebuild is a radix argsort per table, O(rows), and
-also sorts the rows themselves by table 0's buckets, so table 0's candidates are runs of adjacent keys.
+Layout (why it is compact, and why a search reads little): keys and item ids live in two flat arrays, one row
+per (key, id) pair, kept in table 0's bucket order, so table 0's buckets are runs of rows and need no row array.
+Tables 1+ are CSR pairs: int32 row numbers ordered by bucket plus one int32 offset per bucket
+(recognition.index_tables). At radius 8 the default is three substrings (22, 21, 21 bits) bucketed by their
+low w bits, 2**w about the number of rows (w = 20 at 1M keys): 3 x 211 probes find ~600 candidates, where four
+16-bit substrings (188 probes of ~15 rows) found ~2,900, each a random read. That costs 8 + 8 + 2 x 4 + ~12.6
+(offsets) = ~37 bytes a key at 1M keys. Changes stay cheap: new rows are appended past the tabled ones and
+scanned linearly (a bounded insert buffer) until merged into the tables (O(rows), no re-sorting); removals
+tombstone the row (id -1) and are dropped at the next rebuild (radix argsorts, O(rows)).
 
 Below `scan_limit` live keys no tables are built: one XOR + popcount over the packed keys is faster there
 and needs no table memory (crossover measured by bench/bench_index.py, docs/benchmarks.md).
@@ -21,10 +23,9 @@ and needs no table memory (crossover measured by bench/bench_index.py, docs/benc
 
 from __future__ import annotations
 
-from functools import cache
-from itertools import combinations
-
 import numpy as np
+
+from shelfsense.recognition.index_tables import Plan, Tables, bucket_bits, build, make_plan, merge
 
 KEY_BITS = 64
 MAX_SUPPORTED_DISTANCE = 32
@@ -34,15 +35,16 @@ _KEY_LIMIT = 1 << KEY_BITS
 _ID_LIMIT = 1 << 63
 _DEAD = -1  # item id of a tombstoned row
 
-# Four 16-bit substrings: at radius 8 that is 188 probes of ~15 rows each at 1M keys (~2,900 candidates).
-# Three 21-22-bit ones, with buckets capped at 16 bits to keep the offsets small, mean 411 probes and ~6,000
-# candidates; five mean 13-bit buckets and ~7,000; each table costs 4 bytes a key (docs/benchmarks.md, section
-# 2; `bench/bench_index.py --sweep` times the alternatives).
+# Three substrings up to radius 8: with ~1 row a bucket, 3 x 211 probes at radius 8 find ~600 candidates at 1M
+# keys, against 188 probes and ~2,900 candidates for four 16-bit substrings (whose buckets cannot be wider
+# than 16 bits). Above radius 8 three substrings mean too many probes (radius 12: 3 x ~6,000), so four
+# (docs/benchmarks.md, section 2; `bench/bench_index.py --sweep` times the alternatives).
 _CHUNKS_BY_DISTANCE = {0: 1, 1: 2}
+_MOST_FOR_THREE = 8
 
 
 def default_chunks(max_distance: int) -> int:
-    return _CHUNKS_BY_DISTANCE.get(max_distance, 4)
+    return _CHUNKS_BY_DISTANCE.get(max_distance, 3 if max_distance <= _MOST_FOR_THREE else 4)
 
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -57,16 +59,6 @@ def popcount_bytes(x: np.ndarray) -> np.ndarray:
 _popcount = getattr(np, "bitwise_count", popcount_bytes)
 
 
-@cache
-def _flips(width: int, radius: int) -> np.ndarray:
-    """Every mask of `width` bits with at most `radius` bits set, fewest bits first."""
-    masks = [0]
-    for r in range(1, min(radius, width) + 1):
-        for positions in combinations(range(width), r):
-            masks.append(sum(1 << p for p in positions))
-    return np.array(masks, dtype=np.int64)
-
-
 def _check_bits(bits: int) -> None:
     if not isinstance(bits, int) or not 0 <= bits < _KEY_LIMIT:
         raise ValueError(f"key must be an int in [0, 2**64), got {bits!r}")
@@ -75,11 +67,6 @@ def _check_bits(bits: int) -> None:
 def _check_id(item_id: int) -> None:
     if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 <= item_id < _ID_LIMIT:
         raise ValueError(f"item id must be an int in [0, 2**63), got {item_id!r}")
-
-
-def _bucket_bits(rows: int, widest: int) -> int:
-    # About 8 rows a bucket: the offsets then cost <= 0.5 bytes a row per table, and a probe reads a few rows.
-    return max(1, min(widest, rows.bit_length() - 3))
 
 
 class HammingIndex:
@@ -91,13 +78,13 @@ class HammingIndex:
         "scan_limit",
         "buffer_limit",
         "_layout",
+        "_shifts",
         "_keys",
         "_ids",
         "_n",
         "_tabled",
         "_count",
         "_dead",
-        "_ordered",
         "_w",
         "_rows",
         "_offsets",
@@ -141,17 +128,19 @@ class HammingIndex:
             layout.append((shift, width))
             shift += width
         self._layout: tuple[tuple[int, int], ...] = tuple(layout[: min(m, max_distance + 1)])
+        self._shifts = [shift for shift, _ in self._layout]
         self._keys = np.zeros(0, dtype=np.uint64)
         self._ids = np.zeros(0, dtype=np.int64)
         self._n = 0  # rows used in _keys/_ids
         self._tabled = 0  # rows [0, _tabled) are in the tables; [_tabled, _n) is the insert buffer
         self._count = 0  # live (key, id) pairs
         self._dead = 0  # tombstoned rows not yet compacted away
-        self._ordered = 0  # rows [0, _ordered) are in table 0's bucket order (as of the last rebuild)
         self._w = 0  # bucket bits of the current tables
-        self._rows = np.zeros(0, dtype=np.int32)  # table t's rows at [t * _tabled, (t + 1) * _tabled)
-        self._offsets = np.zeros(1, dtype=np.int32)  # bucket b of table t spans _rows[o[g]:o[g + 1]], g=t<<w|b
-        self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._rows = np.zeros(0, dtype=np.int32)  # table t >= 1's rows at [(t - 1) * _tabled, t * _tabled)
+        # Bucket b of table t spans virtual positions [o[g], o[g + 1]), g = t << w | b: rows of _keys for table
+        # 0, _rows[o[g] - _tabled : o[g + 1] - _tabled] for the others (index_tables).
+        self._offsets = np.zeros(1, dtype=np.int32)
+        self._plans: dict[int, Plan] = {}
 
     def __len__(self) -> int:
         """Number of (key, item id) pairs stored."""
@@ -163,7 +152,7 @@ class HammingIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the index's arrays (keys, ids, tables, offsets, probe plans), slack included."""
-        plans = sum(a.nbytes + b.nbytes for a, b in self._plans.values())
+        plans = sum(plan.nbytes for plan in self._plans.values())
         return self._keys.nbytes + self._ids.nbytes + self._rows.nbytes + self._offsets.nbytes + plans
 
     def _find(self, bits: int) -> np.ndarray:
@@ -173,10 +162,9 @@ class HammingIndex:
         if found.size:
             found += self._tabled
         if self._tabled:
-            b = (bits >> self._layout[0][0]) & ((1 << self._w) - 1)
+            b = (bits >> self._shifts[0]) & ((1 << self._w) - 1)
             lo, hi = self._offsets[b : b + 2].tolist()
-            rows = self._rows[lo:hi]
-            rows = rows[self._keys[rows] == q]
+            rows = lo + np.flatnonzero(self._keys[lo:hi] == q)
             if rows.size:
                 found = np.concatenate([rows, found])
         return found[self._ids[found] != _DEAD] if found.size else found
@@ -250,102 +238,67 @@ class HammingIndex:
             if self._tabled:
                 self._rebuild(False)
         elif self._n - self._tabled > self._buffer_cap():
-            w = _bucket_bits(self._n, min(width for _, width in self._layout))
-            if self._tabled and w == self._w and self._n - self._ordered <= self._n // 8:
+            # A rebuild when the index outgrew its bucket width (more offsets pay for themselves); a shrinking
+            # index gets narrower buckets at its next compaction.
+            if self._tabled and self._bucket_bits(self._count) <= self._w:
                 self._merge()
             else:
-                # First tables, the index outgrew its bucket width, or an eighth of the rows were merged out of
-                # table 0's order since the last rebuild (which restores it).
                 self._rebuild(True)
 
+    def _bucket_bits(self, rows: int) -> int:
+        return bucket_bits(rows, min(width for _, width in self._layout), len(self._layout))
+
     def _merge(self) -> None:
-        """Move the insert buffer into the tables: one np.insert over all tables, no re-sorting of old rows."""
-        w, n_old, n = self._w, self._tabled, self._n
-        keys = self._keys[n_old:n]
-        new_rows = np.arange(n_old, n, dtype=np.int32)
-        buckets = []
-        for t, (shift, _) in enumerate(self._layout):
-            buckets.append((((keys >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)) | (t << w))
-        bucket = np.concatenate(buckets)
-        order = np.argsort(bucket, kind="stable")  # ascending table, then bucket, then row: _rows' order
-        bucket = bucket[order]
-        # Each new row goes to the end of its bucket; positions index the old _rows, where table t starts at
-        # t * n_old, and np.insert keeps the given order among rows inserted at one position.
-        rows = np.insert(self._rows, self._offsets[bucket + 1], np.tile(new_rows, len(self._layout))[order])
-        # Table t now starts at t * n; its rows are shifted by (n - n_old) * t, which the counts supply.
-        counts = np.bincount(bucket, minlength=len(self._layout) << w)
-        self._offsets[1:] += np.cumsum(counts, dtype=np.int32)
-        self._rows, self._tabled = rows, n
+        """Move the insert buffer into the tables (index_tables.merge: O(rows), no re-sorting of old rows)."""
+        old = Tables(self._keys, self._ids, self._rows, self._offsets)
+        new = merge(old, self._tabled, self._n, self._shifts, self._w, self._n + self._buffer_cap())
+        self._keys, self._ids, self._rows, self._offsets = new
+        self._tabled = self._n
 
     def _rebuild(self, tables: bool) -> None:
-        """Drop tombstones and re-bucket every live row (radix argsort per table: O(rows))."""
+        """Drop tombstones and re-bucket every live row (radix argsorts: O(rows))."""
         live = self._ids[: self._n] != _DEAD
         keys, ids = self._keys[: self._n][live], self._ids[: self._n][live]
         n = keys.size
-        w = _bucket_bits(n, min(width for _, width in self._layout))
-        sub_type = np.uint16 if w <= 16 else np.uint32
-        mask = np.uint64((1 << w) - 1)
-        tables = tables and n > 0
-        if tables:
-            # Rows in table 0's bucket order: the probes of table 0 (most of a search's candidates) then read
-            # runs of consecutive keys instead of one cache line a candidate.
-            order = np.argsort(((keys >> np.uint64(self._layout[0][0])) & mask).astype(sub_type), kind="stable")
-            keys, ids = keys[order], ids[order]
+        self._n, self._dead, self._plans = n, 0, {}
         cap = n + self._buffer_cap()
+        if tables and n:
+            w = self._bucket_bits(n)
+            self._keys, self._ids, self._rows, self._offsets = build(keys, ids, self._shifts, w, cap)
+            self._tabled, self._w = n, w
+            return
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._ids = np.full(cap, _DEAD, dtype=np.int64)
         self._keys[:n], self._ids[:n] = keys, ids
-        self._n, self._dead, self._plans, self._ordered = n, 0, {}, n
-        if not tables:
-            self._tabled, self._w = 0, 0
-            self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
-            return
-        t_count = len(self._layout)
-        rows = np.empty(t_count * n, dtype=np.int32)
-        counts = np.empty(t_count << w, dtype=np.int32)
-        for t, (shift, _) in enumerate(self._layout):
-            sub = ((keys >> np.uint64(shift)) & mask).astype(sub_type)
-            # numpy radix-sorts 16-bit keys when asked for a stable sort: O(rows).
-            rows[t * n : (t + 1) * n] = np.argsort(sub, kind="stable")
-            counts[t << w : (t + 1) << w] = np.bincount(sub, minlength=1 << w)
-        # One cumsum over the concatenated counts lands table t's buckets t * n rows further on, where its
-        # row numbers sit in _rows. int32 halves the offsets (fine below 2**31 rows over all tables).
-        offsets = np.zeros((t_count << w) + 1, dtype=np.int32)
-        np.cumsum(counts, out=offsets[1:])
-        self._tabled, self._w, self._rows, self._offsets = n, w, rows, offsets
-
-    def _plan(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """(table of each probe, flip mask of each probe) for `radius` over the current tables' w bits."""
-        plan = self._plans.get(radius)
-        if plan is None:
-            base, extra = divmod(radius + 1, self.chunks)
-            tables, masks = [], []
-            for t in range(len(self._layout)):
-                r = base - 1 + (1 if t < extra else 0)
-                if r < 0:
-                    break  # r_i = -1: this substring need not be probed at all
-                flips = _flips(self._w, r)
-                tables.append(np.full(flips.size, t, dtype=np.intp))
-                masks.append(flips)
-            plan = self._plans[radius] = (np.concatenate(tables), np.concatenate(masks))
-        return plan
+        self._tabled, self._w = 0, 0
+        self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
 
     def _candidates(self, bits: int, radius: int) -> np.ndarray | None:
-        """Tabled rows that share a probed bucket with the query; None when a full scan is cheaper."""
-        w = self._w
-        mask = (1 << w) - 1
-        tables, flips = self._plan(radius)
-        # Bucket b of table t is offset index t << w | b, and XOR with a w-bit flip leaves the t part alone.
-        start_of = np.array([((bits >> shift) & mask) | (t << w) for t, (shift, _) in enumerate(self._layout)])
-        probes = start_of[tables] ^ flips
-        starts = self._offsets[probes]
-        lens = self._offsets[probes + 1] - starts
+        """Rows that share a probed bucket with the query; None when a full scan is cheaper."""
+        plan = self._plans.get(radius)
+        if plan is None:
+            plan = self._plans[radius] = make_plan(radius, self.chunks, len(self._layout), self._w)
+        mask = (1 << self._w) - 1
+        # Bucket b of table t is offset index t << w | b; the plan's flips carry the t << w part.
+        probes = np.array([(bits >> shift) & mask for shift in self._shifts])[plan.tables]
+        probes ^= plan.flips
+        offsets = self._offsets
+        starts = offsets[probes]
+        lens = offsets[1:][probes]
+        lens -= starts
         ends = np.cumsum(lens)
         total = int(ends[-1])
         if total > self._tabled // 2:
             return None  # a large radius over a small index: the linear scan reads fewer rows
-        # Row positions of every probed bucket, concatenated: position k of bucket j is starts[j] + k.
-        return self._rows[np.repeat(starts - ends + lens, lens) + np.arange(total)]
+        # Positions of every probed bucket, concatenated: position k of bucket j is starts[j] + k.
+        pos = np.repeat(starts - ends + lens, lens)
+        pos += np.arange(total)
+        head = int(ends[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
+        if head < total:
+            tail = pos[head:]
+            tail -= self._tabled
+            pos[head:] = self._rows[tail]
+        return pos
 
     def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
         """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
@@ -359,19 +312,17 @@ class HammingIndex:
         q = np.uint64(bits)
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
-        first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
-        if first < self._n:
-            found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
-        else:
-            found = np.zeros(0, dtype=np.intp)  # the buffer is empty right after a merge: skip four calls
+        near: list[int] = []
         if cand is not None and cand.size:
-            near = cand[_popcount(keys[cand] ^ q) <= radius]
-            if near.size:
-                # A key near the query in several substrings is a candidate once per such substring.
-                found = np.unique(np.concatenate([near, found]))
-        if not found.size:
+            near = cand[_popcount(keys[cand] ^ q) <= radius].tolist()
+        first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
+        if first < self._n:  # the buffer is empty right after a merge: skip four calls
+            near += (first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)).tolist()
+        if not near:
             return []
-        ids = self._ids[found].tolist()
-        hits = [((k ^ bits).bit_count(), i) for k, i in zip(keys[found].tolist(), ids, strict=True) if i != _DEAD]
+        if len(near) > 1:
+            near = list(dict.fromkeys(near))  # a key near the query in several substrings is found once per table
+        ids = self._ids[near].tolist()
+        hits = [((k ^ bits).bit_count(), i) for k, i in zip(keys[near].tolist(), ids, strict=True) if i != _DEAD]
         hits.sort()
         return hits
