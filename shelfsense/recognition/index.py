@@ -283,17 +283,17 @@ class HammingIndex:
         probes = np.array([(bits >> shift) & mask for shift in self._shifts])[plan.tables]
         probes ^= plan.flips
         offsets = self._offsets
-        starts = offsets[probes]
-        lens = offsets[1:][probes]
-        lens -= starts
-        ends = np.cumsum(lens)
-        total = int(ends[-1])
+        ends = offsets[1:][probes]
+        lens = ends - offsets[probes]
+        out_end = np.cumsum(lens)
+        total = int(out_end[-1])
         if total > self._tabled // 2:
             return None  # a large radius over a small index: the linear scan reads fewer rows
-        # Positions of every probed bucket, concatenated: position k of bucket j is starts[j] + k.
-        pos = np.repeat(starts - ends + lens, lens)
+        # Positions of every probed bucket, concatenated: bucket j's span [start, end) fills [out_end - len,
+        # out_end) of the output, so output k of it is k + (end - out_end).
+        pos = np.repeat(ends - out_end, lens)
         pos += np.arange(total)
-        head = int(ends[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
+        head = int(out_end[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
         if head < total:
             tail = pos[head:]
             tail -= self._tabled
