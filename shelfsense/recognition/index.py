@@ -35,16 +35,21 @@ _KEY_LIMIT = 1 << KEY_BITS
 _ID_LIMIT = 1 << 63
 _DEAD = -1  # item id of a tombstoned row
 
-# Three substrings up to radius 8: with ~1 row a bucket, 3 x 211 probes at radius 8 find ~600 candidates at 1M
-# keys, against 188 probes and ~2,900 candidates for four 16-bit substrings (whose buckets cannot be wider
-# than 16 bits). Above radius 8 three substrings mean too many probes (radius 12: 3 x ~6,000), so four
-# (docs/benchmarks.md, section 2; `bench/bench_index.py --sweep` times the alternatives).
+# Four 16-bit substrings by default: at radius 8 a search probes 188 buckets (radii 2, 1, 1, 1). Buckets are at
+# most 16 bits wide there, so from ~750k keys they hold ~12+ rows (1M keys: ~2,900 candidates, each a random
+# read); three substrings (22, 21, 21 bits) then take over, with ~1 row a bucket (w = 20 at 1M keys): 3 x 211
+# probes, ~600 candidates, ~25 % faster at 1M and ~20 % slower below ~500k (docs/benchmarks.md, section 2).
+# Above radius 8 three substrings mean too many probes (radius 12: 3 x ~6,000).
 _CHUNKS_BY_DISTANCE = {0: 1, 1: 2}
+THREE_CHUNKS_FROM = 750_000
 _MOST_FOR_THREE = 8
 
 
-def default_chunks(max_distance: int) -> int:
-    return _CHUNKS_BY_DISTANCE.get(max_distance, 3 if max_distance <= _MOST_FOR_THREE else 4)
+def default_chunks(max_distance: int, rows: int = 0) -> int:
+    """Substring count for an index of `rows` live keys (0: the layout of an empty index)."""
+    if max_distance in _CHUNKS_BY_DISTANCE:
+        return _CHUNKS_BY_DISTANCE[max_distance]
+    return 3 if max_distance <= _MOST_FOR_THREE and rows >= THREE_CHUNKS_FROM else 4
 
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -75,6 +80,7 @@ class HammingIndex:
     __slots__ = (
         "max_distance",
         "chunks",
+        "_auto_chunks",
         "scan_limit",
         "buffer_limit",
         "_layout",
@@ -116,19 +122,11 @@ class HammingIndex:
             raise ValueError(f"buffer_limit must be a positive int, got {buffer_limit!r}")
         self.max_distance = max_distance
         self.chunks = m
+        self._auto_chunks = chunks is None  # pick the substring count by size at each rebuild
         self.scan_limit = scan_limit
         # None: scale with the index (see _buffer_cap).
         self.buffer_limit = buffer_limit
-        # Substring i covers bits [shift, shift + width); widths differ by at most one. Only the first
-        # max_distance + 1 substrings are ever probed (the others get r_i = -1), so only they get tables.
-        base, extra = divmod(KEY_BITS, m)
-        layout, shift = [], 0
-        for i in range(m):
-            width = base + (1 if i < extra else 0)
-            layout.append((shift, width))
-            shift += width
-        self._layout: tuple[tuple[int, int], ...] = tuple(layout[: min(m, max_distance + 1)])
-        self._shifts = [shift for shift, _ in self._layout]
+        self._set_layout(m)
         self._keys = np.zeros(0, dtype=np.uint64)
         self._ids = np.zeros(0, dtype=np.int64)
         self._n = 0  # rows used in _keys/_ids
@@ -141,6 +139,26 @@ class HammingIndex:
         # 0, _rows[o[g] - _tabled : o[g + 1] - _tabled] for the others (index_tables).
         self._offsets = np.zeros(1, dtype=np.int32)
         self._plans: dict[int, Plan] = {}
+
+    def _set_layout(self, m: int) -> None:
+        # Substring i covers bits [shift, shift + width); widths differ by at most one. Only the first
+        # max_distance + 1 substrings are ever probed (the others get r_i = -1), so only they get tables.
+        base, extra = divmod(KEY_BITS, m)
+        layout, shift = [], 0
+        for i in range(m):
+            width = base + (1 if i < extra else 0)
+            layout.append((shift, width))
+            shift += width
+        self.chunks = m
+        self._layout: tuple[tuple[int, int], ...] = tuple(layout[: min(m, self.max_distance + 1)])
+        self._shifts = [shift for shift, _ in self._layout]
+
+    def _target_chunks(self, rows: int) -> int:
+        if not self._auto_chunks:
+            return self.chunks
+        if self.chunks == 3 and rows >= THREE_CHUNKS_FROM * 7 // 8:
+            return 3  # some hysteresis: an index hovering at the switch does not alternate layouts
+        return default_chunks(self.max_distance, rows)
 
     def __len__(self) -> int:
         """Number of (key, item id) pairs stored."""
@@ -238,9 +256,13 @@ class HammingIndex:
             if self._tabled:
                 self._rebuild(False)
         elif self._n - self._tabled > self._buffer_cap():
-            # A rebuild when the index outgrew its bucket width (more offsets pay for themselves); a shrinking
-            # index gets narrower buckets at its next compaction.
-            if self._tabled and self._bucket_bits(self._count) <= self._w:
+            # A rebuild when the index outgrew its bucket width (more offsets pay for themselves) or its
+            # substring count; a shrinking index gets narrower buckets at its next compaction.
+            if (
+                self._tabled
+                and self._bucket_bits(self._count) <= self._w
+                and self._target_chunks(self._count) == self.chunks
+            ):
                 self._merge()
             else:
                 self._rebuild(True)
@@ -263,6 +285,9 @@ class HammingIndex:
         self._n, self._dead, self._plans = n, 0, {}
         cap = n + self._buffer_cap()
         if tables and n:
+            m = self._target_chunks(n)
+            if m != self.chunks:
+                self._set_layout(m)
             w = self._bucket_bits(n)
             self._keys, self._ids, self._rows, self._offsets = build(keys, ids, self._shifts, w, cap)
             self._tabled, self._w = n, w

@@ -16,17 +16,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-# Bytes a row the offsets may cost (4 * tables * 2**w <= this * rows): at three tables, 2**w up to ~1.08 rows,
-# about one row a bucket (1M keys: w = 20, 12.6 bytes a key). Fewer rows a bucket means fewer candidates,
-# each a random read of a row number and a key; wider buckets would take the index past 40 bytes a key.
-OFFSET_BYTES_PER_ROW = 13
+
+# A key may cost 40 bytes all included: 8 (key) + 8 (id) + 4 a row array (tables 1+), ~2 of slack (insert
+# buffer, tombstones), and the offsets get the rest, 4 * tables * 2**w <= OFFSET_BYTES(tables) * rows. At three
+# tables that is 13 bytes a row: 2**w up to ~1.08 rows, about one row a bucket (1M keys: w = 20, 12.6 bytes a
+# key). Fewer rows a bucket means fewer candidates, each a random read of a row number and a key.
+def offset_bytes(tables: int) -> int:
+    return max(2, 21 - 4 * (tables - 1))
+
+
 # Above 24 bits the offsets alone would pass 64 MB a table; the key split never needs it at sizes we serve.
 MAX_BUCKET_BITS = 24
 
 
 def bucket_bits(rows: int, widest: int, tables: int) -> int:
     """Bucket bits of the tables for `rows` rows: as many as the offsets budget allows, <= the narrowest substring."""
-    budget = rows * OFFSET_BYTES_PER_ROW // (4 * tables)
+    budget = rows * offset_bytes(tables) // (4 * tables)
     return max(1, min(widest, MAX_BUCKET_BITS, budget.bit_length() - 1))
 
 
