@@ -274,3 +274,52 @@ def test_tables_dropped_when_the_index_shrinks() -> None:
 def test_item_ids_must_be_non_negative_int64(bad: object) -> None:
     with pytest.raises(ValueError, match="item id"):
         HammingIndex(4).add(1, bad)  # type: ignore[arg-type]
+
+
+def test_substring_count_switches_with_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The index changes layout (four substrings -> three and back) at a rebuild; searches stay exact across it.
+    import shelfsense.recognition.index as index_module
+
+    monkeypatch.setattr(index_module, "THREE_CHUNKS_FROM", 4000)
+    rng = np.random.default_rng(8)
+    keys = planted(9000, 8, rng)
+    index = HammingIndex(8, scan_limit=500, buffer_limit=300)
+    entries: dict[int, set[int]] = {}
+    seen = set()
+    for item, key in enumerate(keys[:6000].tolist()):
+        index.add(key, item)
+        entries.setdefault(key, set()).add(item)
+        seen.add(index.chunks)
+    assert seen == {4, 3}
+    for item in range(5000):  # shrink below the switch: compactions go back to four
+        key = int(keys[item])
+        index.remove(key, item)
+        entries[key].discard(item)
+        if not entries[key]:
+            del entries[key]
+    assert index.chunks == 4
+    for q in [*keys[4000:6000:10].tolist(), *rng.integers(0, 2**63, size=50).tolist()]:
+        for radius in (0, 4, 8):
+            assert index.search(q, radius) == brute_force(entries, q, radius)
+
+
+def test_wide_buckets_merge_exactly() -> None:
+    # Radius 0 (one table, the whole key) gets buckets wider than 16 bits from ~25k keys: the 32-bit sort and
+    # merge path.
+    rng = np.random.default_rng(9)
+    keys = rng.integers(0, 2**64 - 1, size=60_000, dtype=np.uint64, endpoint=True)
+    index = HammingIndex(0)
+    index.add_many(keys[:40_000], np.arange(40_000))
+    assert index._w > 16
+    for i, k in enumerate(keys[40_000:].tolist()):
+        index.add(k, 40_000 + i)
+        index.remove(int(keys[i]), i)
+    for i in range(0, 60_000, 97):
+        assert index.search(int(keys[i])) == ([] if i < 20_000 else [(0, i)])
+
+
+def test_stable_order_of_wide_buckets_is_a_stable_argsort() -> None:
+    from shelfsense.recognition.index_tables import _stable_order
+
+    sub = np.random.default_rng(3).integers(0, 1 << 20, size=5000).astype(np.uint32)
+    assert (_stable_order(sub) == np.argsort(sub, kind="stable")).all()
