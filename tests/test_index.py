@@ -323,3 +323,32 @@ def test_stable_order_of_wide_buckets_is_a_stable_argsort() -> None:
 
     sub = np.random.default_rng(3).integers(0, 1 << 20, size=5000).astype(np.uint32)
     assert (_stable_order(sub) == np.argsort(sub, kind="stable")).all()
+
+
+@pytest.mark.parametrize(("max_distance", "chunks"), [(8, None), (8, 3), (4, None), (0, None), (16, None)])
+def test_search_many_equals_one_search_each(max_distance: int, chunks: int | None) -> None:
+    # Tabled rows, a part-full insert buffer and tombstones, at every radius up to the maximum.
+    rng = np.random.default_rng(11)
+    keys = planted(5000, max_distance, rng)
+    index = HammingIndex(max_distance, chunks=chunks, scan_limit=1000, buffer_limit=400)
+    for item, key in enumerate(keys.tolist()):
+        index.add(key, item)
+        if item % 4 == 3:
+            index.remove(int(keys[item // 2]), item // 2)
+    assert index._n > index._tabled > 0
+    frame = [*keys[rng.integers(5000, size=6)].tolist(), *rng.integers(0, 2**63, size=2).tolist()]
+    frame[1] = frame[0]  # two slots showing the same product
+    for radius in sorted({0, max_distance // 2, max_distance}):
+        assert index.search_many(frame, radius) == [index.search(q, radius) for q in frame]
+    assert index.search_many(frame) == [index.search(q) for q in frame]
+    assert index.search_many([]) == []
+    with pytest.raises(ValueError, match="key must be"):
+        index.search_many([1, -1])
+
+
+def test_search_many_without_tables() -> None:
+    index = HammingIndex(8)
+    for i in range(100):
+        index.add(i * 0x9E37_79B9_7F4A_7C15 % 2**64, i)
+    frame = [0x9E37_79B9_7F4A_7C15, 3 * 0x9E37_79B9_7F4A_7C15 % 2**64 ^ 0b101, 12345]
+    assert index.search_many(frame) == [index.search(q) for q in frame]

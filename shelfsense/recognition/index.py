@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shelfsense.recognition.index_tables import Plan, Tables, bucket_bits, build, make_plan, merge
+from shelfsense.recognition.index_tables import Plan, Tables, bucket_bits, build, candidates_many, make_plan, merge
 
 KEY_BITS = 64
 MAX_SUPPORTED_DISTANCE = 32
@@ -298,11 +298,13 @@ class HammingIndex:
         self._tabled, self._w = 0, 0
         self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
 
+    def _plan(self, radius: int) -> Plan:
+        plan = self._plans[radius] = make_plan(radius, self.chunks, len(self._layout), self._w)
+        return plan
+
     def _candidates(self, bits: int, radius: int) -> np.ndarray | None:
         """Rows that share a probed bucket with the query; None when a full scan is cheaper."""
-        plan = self._plans.get(radius)
-        if plan is None:
-            plan = self._plans[radius] = make_plan(radius, self.chunks, len(self._layout), self._w)
+        plan = self._plans.get(radius) or self._plan(radius)
         mask = (1 << self._w) - 1
         # Bucket b of table t is offset index t << w | b; the plan's flips carry the t << w part.
         probes = np.array([(bits >> shift) & mask for shift in self._shifts])[plan.tables]
@@ -325,15 +327,19 @@ class HammingIndex:
             pos[head:] = self._rows[tail]
         return pos
 
-    def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
-        """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
-        _check_bits(bits)
+    def _radius(self, max_distance: int | None) -> int:
         radius = self.max_distance if max_distance is None else max_distance
         if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius <= self.max_distance:
             raise ValueError(
                 f"search radius must be an int in 0..{self.max_distance} (the index's "
                 f"max_distance), got {max_distance!r}"
             )
+        return radius
+
+    def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
+        """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
+        _check_bits(bits)
+        radius = self._radius(max_distance)
         q = np.uint64(bits)
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
@@ -351,3 +357,31 @@ class HammingIndex:
         hits = [((k ^ bits).bit_count(), i) for k, i in zip(keys[near].tolist(), ids, strict=True) if i != _DEAD]
         hits.sort()
         return hits
+
+    def search_many(self, keys: list[int], max_distance: int | None = None) -> list[list[tuple[int, int]]]:
+        """[search(key, max_distance) for key in keys], in one pass over the tables (e.g. a frame's slots)."""
+        for bits in keys:
+            _check_bits(bits)
+        radius = self._radius(max_distance)
+        found = None
+        if self._tabled and len(keys) > 1:
+            plan = self._plans.get(radius) or self._plan(radius)
+            mask = (1 << self._w) - 1
+            subs = np.array([[(bits >> shift) & mask for shift in self._shifts] for bits in keys])
+            found = candidates_many(self._offsets, self._rows, self._tabled, plan, subs)
+        if found is None:
+            return [self.search(bits, radius) for bits in keys]
+        query, pos = found
+        qs = np.array(keys, dtype=np.uint64)
+        near = np.flatnonzero(_popcount(self._keys[pos] ^ qs[query]) <= radius)
+        query, pos = query[near], pos[near]
+        if self._tabled < self._n:  # the insert buffer, against every query
+            q_buf, row = np.nonzero(_popcount(self._keys[None, self._tabled : self._n] ^ qs[:, None]) <= radius)
+            query, pos = np.concatenate([query, q_buf]), np.concatenate([pos, row + self._tabled])
+        hits: list[dict[int, tuple[int, int]]] = [{} for _ in keys]
+        rows = pos.tolist()
+        ids, stored = self._ids[rows].tolist(), self._keys[rows].tolist()
+        for q, row, k, i in zip(query.tolist(), rows, stored, ids, strict=True):
+            if i != _DEAD:
+                hits[q][row] = ((k ^ keys[q]).bit_count(), i)  # keyed by row: found through two tables, once
+        return [sorted(h.values()) for h in hits]
