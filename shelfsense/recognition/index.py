@@ -343,20 +343,22 @@ class HammingIndex:
         q = np.uint64(bits)
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
-        near: list[int] = []
+        near = None
         if cand is not None and cand.size:
-            near = cand[_popcount(keys[cand] ^ q) <= radius].tolist()
+            near = cand[_popcount(keys[cand] ^ q) <= radius]
         first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
         if first < self._n:  # the buffer is empty right after a merge: skip four calls
-            near += (first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)).tolist()
-        if not near:
+            found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
+            near = found if near is None else np.concatenate([near, found])
+        if near is None or not near.size:
             return []
-        if len(near) > 1:
-            near = list(dict.fromkeys(near))  # a key near the query in several substrings is found once per table
-        ids = self._ids[near].tolist()
-        hits = [((k ^ bits).bit_count(), i) for k, i in zip(keys[near].tolist(), ids, strict=True) if i != _DEAD]
-        hits.sort()
-        return hits
+        # Keyed by row: a key near the query in several substrings is a candidate once per such table.
+        hits = {
+            r: ((k ^ bits).bit_count(), i)
+            for r, k, i in zip(near.tolist(), keys[near].tolist(), self._ids[near].tolist(), strict=True)
+            if i != _DEAD
+        }
+        return sorted(hits.values())
 
     def search_many(self, keys: list[int], max_distance: int | None = None) -> list[list[tuple[int, int]]]:
         """[search(key, max_distance) for key in keys], in one pass over the tables (e.g. a frame's slots)."""
