@@ -176,13 +176,13 @@ class HammingIndex:
     def _find(self, bits: int) -> np.ndarray:
         """Rows holding `bits` with a live id: the key's bucket in table 0 plus the insert buffer."""
         q = np.uint64(bits)
-        found = np.flatnonzero(self._keys[self._tabled : self._n] == q)
+        found = (self._keys[self._tabled : self._n] == q).nonzero()[0]
         if found.size:
             found += self._tabled
         if self._tabled:
             b = (bits >> self._shifts[0]) & ((1 << self._w) - 1)
             lo, hi = self._offsets[b : b + 2].tolist()
-            rows = lo + np.flatnonzero(self._keys[lo:hi] == q)
+            rows = lo + (self._keys[lo:hi] == q).nonzero()[0]
             if rows.size:
                 found = np.concatenate([rows, found])
         return found[self._ids[found] != _DEAD] if found.size else found
@@ -312,13 +312,13 @@ class HammingIndex:
         offsets = self._offsets
         ends = offsets[1:][probes]
         lens = ends - offsets[probes]
-        out_end = np.cumsum(lens)
+        out_end = lens.cumsum()
         total = int(out_end[-1])
         if total > self._tabled // 2:
             return None  # a large radius over a small index: the linear scan reads fewer rows
         # Positions of every probed bucket, concatenated: bucket j's span [start, end) fills [out_end - len,
         # out_end) of the output, so output k of it is k + (end - out_end).
-        pos = np.repeat(ends - out_end, lens)
+        pos = (ends - out_end).repeat(lens)
         pos += np.arange(total)
         head = int(out_end[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
         if head < total:
@@ -345,10 +345,10 @@ class HammingIndex:
         cand = self._candidates(bits, radius) if self._tabled else None
         near = None
         if cand is not None and cand.size:
-            near = cand[_popcount(keys[cand] ^ q) <= radius]
+            near = cand.compress(_popcount(keys[cand] ^ q) <= radius)
         first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
         if first < self._n:  # the buffer is empty right after a merge: skip four calls
-            found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
+            found = first + (_popcount(keys[first : self._n] ^ q) <= radius).nonzero()[0]
             near = found if near is None else np.concatenate([near, found])
         if near is None or not near.size:
             return []
@@ -375,10 +375,10 @@ class HammingIndex:
             return [self.search(bits, radius) for bits in keys]
         query, pos = found
         qs = np.array(keys, dtype=np.uint64)
-        near = np.flatnonzero(_popcount(self._keys[pos] ^ qs[query]) <= radius)
+        near = (_popcount(self._keys[pos] ^ qs[query]) <= radius).nonzero()[0]
         query, pos = query[near], pos[near]
         if self._tabled < self._n:  # the insert buffer, against every query
-            q_buf, row = np.nonzero(_popcount(self._keys[None, self._tabled : self._n] ^ qs[:, None]) <= radius)
+            q_buf, row = (_popcount(self._keys[None, self._tabled : self._n] ^ qs[:, None]) <= radius).nonzero()
             query, pos = np.concatenate([query, q_buf]), np.concatenate([pos, row + self._tabled])
         hits: list[dict[int, tuple[int, int]]] = [{} for _ in keys]
         rows = pos.tolist()

@@ -159,13 +159,13 @@ def candidates_many(
     probes = probes.ravel()
     ends = offsets[1:][probes]
     lens = ends - offsets[probes]
-    out_end = np.cumsum(lens)
+    out_end = lens.cumsum()
     total = int(out_end[-1])
     if total > subs.shape[0] * (n // 2):
         return None
-    pos = np.repeat(ends - out_end, lens)
+    pos = (ends - out_end).repeat(lens)
     pos += np.arange(total)
-    far = np.flatnonzero(pos >= n)  # tables 1+: virtual positions from n on, row numbers in `rows`
+    far = (pos >= n).nonzero()[0]  # tables 1+: virtual positions from n on, row numbers in `rows`
     pos[far] = rows[pos[far] - n]
     per_query = np.diff(out_end[plan.tables.size - 1 :: plan.tables.size], prepend=0)
-    return np.repeat(np.arange(subs.shape[0]), per_query), pos
+    return np.arange(subs.shape[0]).repeat(per_query), pos
