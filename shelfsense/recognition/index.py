@@ -311,7 +311,7 @@ class HammingIndex:
         probes ^= plan.flips
         offsets = self._offsets
         ends = offsets[1:][probes]
-        lens = ends - offsets[probes]
+        lens = np.subtract(ends, offsets[probes], dtype=np.intp)  # repeat and cumsum are ~2x faster on intp
         out_end = lens.cumsum()
         total = int(out_end[-1])
         if total > self._tabled // 2:

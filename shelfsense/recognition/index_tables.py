@@ -158,7 +158,7 @@ def candidates_many(
     probes ^= plan.flips
     probes = probes.ravel()
     ends = offsets[1:][probes]
-    lens = ends - offsets[probes]
+    lens = np.subtract(ends, offsets[probes], dtype=np.intp)
     out_end = lens.cumsum()
     total = int(out_end[-1])
     if total > subs.shape[0] * (n // 2):
