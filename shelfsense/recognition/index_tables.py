@@ -127,11 +127,14 @@ def merge(old: Tables, n_old: int, n: int, shifts: list[int], w: int, cap: int) 
     # Table 0: new row order[j] (j < k) goes before old row at[j], i.e. to position at[j] + j.
     at = old.offsets[bucket[:k] + 1]
     placed = at + np.arange(k)
-    moved = np.arange(n_old, dtype=np.int32)  # old row r -> r + (new rows inserted at or before r)
-    moved += np.cumsum(np.bincount(at, minlength=n_old + 1)[:n_old], dtype=np.int32)
+    # Old row r moves by the number of new rows placed before it, j on [at[j - 1], at[j]): one repeat.
+    moved = np.arange(n_old, dtype=np.int32)
+    moved += np.arange(k + 1, dtype=np.int32).repeat(np.diff(at, prepend=0, append=n_old))
     keys = np.zeros(cap, dtype=np.uint64)
     ids = np.full(cap, -1, dtype=np.int64)
-    keys[moved], ids[moved] = old.keys[:n_old], old.ids[:n_old]
+    old_rows = np.ones(n, dtype=bool)  # a mask copies the old rows ~2x faster than scattering them by `moved`
+    old_rows[placed] = False
+    keys[:n][old_rows], ids[:n][old_rows] = old.keys[:n_old], old.ids[:n_old]
     keys[placed], ids[placed] = fresh[order[:k]], old.ids[n_old:n][order[:k]]
     rows = old.rows
     if t_count > 1:
@@ -140,8 +143,10 @@ def merge(old: Tables, n_old: int, n: int, shifts: list[int], w: int, cap: int) 
         # Positions index the old `rows` (virtual position - n_old); np.insert keeps the given order among rows
         # inserted at one position, so each new row lands at the end of its bucket.
         rows = np.insert(moved[rows], old.offsets[bucket[k:] + 1] - n_old, new_row[order[k:] % k])
+    # Offset i grows by the number of new entries in buckets below i: j on (bucket[j - 1], bucket[j]].
     offsets = old.offsets
-    offsets[1:] += np.cumsum(np.bincount(bucket, minlength=t_count << w), dtype=np.int32)
+    grow = np.diff(bucket + 1, prepend=0, append=offsets.size)
+    offsets += np.arange(bucket.size + 1, dtype=np.int32).repeat(grow)
     return Tables(keys, ids, rows, offsets)
 
 
