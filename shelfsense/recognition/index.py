@@ -1,21 +1,23 @@
 """Near-duplicate lookup of 64-bit perceptual keys by Hamming distance: compact multi-index hashing in numpy.
 
-The 64 bits are split into m contiguous substrings (4 of 16 bits by default). If a stored key is within
-distance d of the query, the per-substring distances add up to at most d, so with probe radii r_i chosen such
-that sum(r_i + 1) = d + 1 at least one substring is within its r_i (pigeonhole). Each table buckets the rows
-by the low `w` bits of its substring (w <= the substring's width); a key within r_i on the whole substring is
-also within r_i on those w bits, so probing the w-bit values within r_i of the query's finds a superset of the
-answers, which one popcount per candidate on the full key then makes exact.
+The 64 bits are split into m contiguous substrings (4 of 16 bits, 3 from 750k keys: see default_chunks). If a
+stored key is within distance d of the query, the per-substring distances add up to at most d, so with probe
+radii r_i chosen such that sum(r_i + 1) = d + 1 at least one substring is within its r_i (pigeonhole). Each
+table buckets the rows by the low `w` bits of its substring (w <= the substring's width); a key within r_i on
+the whole substring is also within r_i on those w bits, so probing the w-bit values within r_i of the query's
+finds a superset of the answers, which one popcount per candidate on the full key then makes exact.
 
 Layout (why it is compact, and why a search reads little): keys and item ids live in two flat arrays, one row
 per (key, id) pair, kept in table 0's bucket order, so table 0's buckets are runs of rows and need no row array.
 Tables 1+ are CSR pairs: int32 row numbers ordered by bucket plus one int32 offset per bucket
-(recognition.index_tables). At radius 8 the default is three substrings (22, 21, 21 bits) bucketed by their
-low w bits, 2**w about the number of rows (w = 20 at 1M keys): 3 x 211 probes find ~600 candidates, where four
-16-bit substrings (188 probes of ~15 rows) found ~2,900, each a random read. That costs 8 + 8 + 2 x 4 + ~12.6
-(offsets) = ~37 bytes a key at 1M keys. Changes stay cheap: new rows are appended past the tabled ones and
-scanned linearly (a bounded insert buffer) until merged into the tables (O(rows), no re-sorting); removals
-tombstone the row (id -1) and are dropped at the next rebuild (radix argsorts, O(rows)).
+(recognition.index_tables). Buckets are as wide as the offsets' share of 40 bytes a key allows: fewer rows a
+bucket means fewer candidates, each a random read. At 1M keys and radius 8 that is three substrings (22, 21, 21
+bits) bucketed by their low 20 bits: 3 x 211 probes find ~600 candidates, where four 16-bit substrings (188
+probes of ~15 rows) found ~2,900; 8 + 8 + 2 x 4 + ~12.6 (offsets) = ~37 bytes a key.
+
+Changes stay cheap: new rows are appended past the tabled ones and scanned linearly (a bounded insert buffer)
+until merged into the tables (O(rows), no re-sorting); removals tombstone the row (id -1) and are dropped at
+the next rebuild (radix argsorts, O(rows)).
 
 Below `scan_limit` live keys no tables are built: one XOR + popcount over the packed keys is faster there
 and needs no table memory (crossover measured by bench/bench_index.py, docs/benchmarks.md).
