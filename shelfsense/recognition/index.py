@@ -136,9 +136,9 @@ class HammingIndex:
         self._count = 0  # live (key, id) pairs
         self._dead = 0  # tombstoned rows not yet compacted away
         self._w = 0  # bucket bits of the current tables
-        self._rows = np.zeros(0, dtype=np.int32)  # table t >= 1's rows at [(t - 1) * _tabled, t * _tabled)
+        self._rows = np.zeros(0, dtype=np.int32)  # tables 1+'s row numbers (layout: index_tables)
         # Bucket b of table t spans virtual positions [o[g], o[g + 1]), g = t << w | b: rows of _keys for table
-        # 0, _rows[o[g] - _tabled : o[g + 1] - _tabled] for the others (index_tables).
+        # 0; for the others, the positions modulo len(_rows) index _rows (index_tables).
         self._offsets = np.zeros(1, dtype=np.int32)
         self._plans: dict[int, Plan] = {}
 
@@ -324,9 +324,7 @@ class HammingIndex:
         pos += np.arange(total)
         head = int(out_end[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
         if head < total:
-            tail = pos[head:]
-            tail -= self._tabled
-            pos[head:] = self._rows[tail]
+            pos[head:] = self._rows.take(pos[head:], mode="wrap")  # virtual positions modulo len(rows)
         return pos
 
     def _radius(self, max_distance: int | None) -> int:

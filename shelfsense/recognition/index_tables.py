@@ -2,10 +2,12 @@
 
 Layout. Rows (key, id pairs) live in two flat arrays, `keys` and `ids`, and the tabled rows [0, n) are kept in
 table 0's bucket order at all times, so table 0 needs no row array: its bucket b is the run of rows
-[offsets[b], offsets[b + 1]). Tables 1..T-1 are CSR pairs: int32 row numbers in bucket order (`rows`, table t's
-at [(t - 1) * n, t * n)) and offsets. One `offsets` array covers all tables, bucket b of table t at index
-t << w | b, in "virtual" positions where table t starts at t * n: one cumsum builds it and one cumsum updates it
-after a merge, and a search subtracts n from table 1+ positions to index `rows`.
+[offsets[b], offsets[b + 1]). Tables 1..T-1 are CSR pairs: int32 row numbers in bucket order (`rows`) and
+offsets. One `offsets` array covers all tables, bucket b of table t at index t << w | b, in "virtual" positions
+where table t starts at t * n: one cumsum builds it and one cumsum updates it after a merge. `rows` holds table
+t's row numbers at [t * n, (t + 1) * n) except the last table's, which come first, at [0, n): virtual positions
+of tables 1+ then index `rows` modulo its length, which `rows.take(positions, mode="wrap")` applies for free
+(a subtraction would be one more numpy call a search).
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def build(keys: np.ndarray, ids: np.ndarray, shifts: list[int], w: int, cap: int
     for t, shift in enumerate(shifts):
         sub = _sub(out_keys[:n], shift, w)
         if t:
-            rows[(t - 1) * n : t * n] = _stable_order(sub)
+            seg = t % (t_count - 1)  # the last table's rows first (see the module docstring)
+            rows[seg * n : (seg + 1) * n] = _stable_order(sub)
         counts[t << w : (t + 1) << w] = np.bincount(sub, minlength=1 << w)
     # One cumsum over the concatenated counts lands table t's buckets t * n rows on (virtual positions).
     # int32 halves the offsets (fine below 2**31 rows over all tables).
@@ -140,9 +143,12 @@ def merge(old: Tables, n_old: int, n: int, shifts: list[int], w: int, cap: int) 
     if t_count > 1:
         new_row = np.empty(k, dtype=np.int32)
         new_row[order[:k]] = placed
-        # Positions index the old `rows` (virtual position - n_old); np.insert keeps the given order among rows
-        # inserted at one position, so each new row lands at the end of its bucket.
-        rows = np.insert(moved[rows], old.offsets[bucket[k:] + 1] - n_old, new_row[order[k:] % k])
+        # Positions index the old `rows`: the virtual position, less (T - 1) * n_old in the last table (it comes
+        # first). np.insert keeps the given order among rows inserted at one position, so each new row lands at
+        # the end of its bucket.
+        at_rows = old.offsets[bucket[k:] + 1]
+        at_rows[bucket[k:] >> w == t_count - 1] -= (t_count - 1) * n_old
+        rows = np.insert(moved[rows], at_rows, new_row[order[k:] % k])
     # Offset i grows by the number of new entries in buckets below i: j on (bucket[j - 1], bucket[j]].
     offsets = old.offsets
     grow = np.diff(bucket + 1, prepend=0, append=offsets.size)
@@ -171,6 +177,6 @@ def candidates_many(
     pos = (ends - out_end).repeat(lens)
     pos += np.arange(total)
     far = (pos >= n).nonzero()[0]  # tables 1+: virtual positions from n on, row numbers in `rows`
-    pos[far] = rows[pos[far] - n]
+    pos[far] = rows.take(pos[far], mode="wrap")
     per_query = np.diff(out_end[plan.tables.size - 1 :: plan.tables.size], prepend=0)
     return np.arange(subs.shape[0]).repeat(per_query), pos
