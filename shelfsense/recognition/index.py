@@ -339,7 +339,7 @@ class HammingIndex:
     def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
         """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
         _check_bits(bits)
-        radius = self._radius(max_distance)
+        radius = self.max_distance if max_distance is None else self._radius(max_distance)
         q = np.uint64(bits)
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
