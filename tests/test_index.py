@@ -352,3 +352,15 @@ def test_search_many_without_tables() -> None:
         index.add(i * 0x9E37_79B9_7F4A_7C15 % 2**64, i)
     frame = [0x9E37_79B9_7F4A_7C15, 3 * 0x9E37_79B9_7F4A_7C15 % 2**64 ^ 0b101, 12345]
     assert index.search_many(frame) == [index.search(q) for q in frame]
+
+
+def test_candidate_positions_beyond_the_cached_iota(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Searches with more candidates than the cached 0, 1, 2, ... fall back to np.arange: same answers.
+    import shelfsense.recognition.index as index_module
+
+    rng = random.Random(12)
+    index, entries = populated(8, rng, n=3000)
+    queries = [flip_bits(k, rng.randint(0, 9), rng) for k in rng.sample(list(entries), 40)]
+    before = [index.search(q) for q in queries]
+    monkeypatch.setattr(index_module, "_IOTA", np.arange(4))
+    assert [index.search(q) for q in queries] == before == [brute_force(entries, q, 8) for q in queries]
