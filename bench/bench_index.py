@@ -122,7 +122,7 @@ MAX_SWEEP_PROBES = 20_000
 
 
 def probe_count(m: int, d: int, w: int = 16) -> int:
-    """Bucket probes per search for m substrings at radius d, w bucket bits (the split HammingIndex uses)."""
+    """Bucket probes per search for m substrings at radius d over w bucket bits (the index's `_w`)."""
     base, extra = divmod(d + 1, m)
     total = 0
     for i in range(min(m, d + 1)):
@@ -144,8 +144,8 @@ def sweep_section(sizes: list[int], radii: list[int], chunk_options: list[int], 
             index.add_many(np.array(keys, dtype=np.uint64), np.arange(len(keys)))
             cells = []
             for d in radii:
-                if probe_count(m, d) > MAX_SWEEP_PROBES:
-                    cells.append(f"({probe_count(m, d):,} probes)")
+                if probe_count(m, d, index._w) > MAX_SWEEP_PROBES:
+                    cells.append(f"({probe_count(m, d, index._w):,} probes)")
                     continue
                 samples = time_calls(lambda q, d=d, index=index: index.search(q, d), queries[d])
                 cells.append(us(pct(samples, 50)))

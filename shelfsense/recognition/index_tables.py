@@ -4,7 +4,7 @@ Layout. Rows (key, id pairs) live in two flat arrays, `keys` and `ids`, and the 
 table 0's bucket order at all times, so table 0 needs no row array: its bucket b is the run of rows
 [offsets[b], offsets[b + 1]). Tables 1..T-1 are CSR pairs: int32 row numbers in bucket order (`rows`) and
 offsets. One `offsets` array covers all tables, bucket b of table t at index t << w | b, in "virtual" positions
-where table t starts at t * n: one cumsum builds it and one cumsum updates it after a merge. `rows` holds table
+where table t starts at t * n: one cumsum builds it, and a merge adds to it without re-sorting. `rows` holds table
 t's row numbers at [t * n, (t + 1) * n) except the last table's, which come first, at [0, n): virtual positions
 of tables 1+ then index `rows` modulo its length, which `rows.take(positions, mode="wrap")` applies for free
 (a subtraction would be one more numpy call a search).
@@ -19,10 +19,11 @@ from typing import NamedTuple
 import numpy as np
 
 
-# A key may cost 40 bytes all included: 8 (key) + 8 (id) + 4 a row array (tables 1+), ~2 of slack (insert
-# buffer, tombstones), and the offsets get the rest, 4 * tables * 2**w <= OFFSET_BYTES(tables) * rows. At three
-# tables that is 13 bytes a row: 2**w up to ~1.08 rows, about one row a bucket (1M keys: w = 20, 12.6 bytes a
-# key). Fewer rows a bucket means fewer candidates, each a random read of a row number and a key.
+# A key may cost 40 bytes all included: 8 (key) + 8 (id) + 4 a row array (tables 1+), ~3 of slack (insert
+# buffer, tombstones up to a 16th of the rows), and the offsets get the rest: 4 * tables * 2**w <=
+# offset_bytes(tables) * rows. At three tables that is 13 bytes a row, 2**w up to ~1.08 rows, about one row a
+# bucket (1M keys: w = 20, 12.6 bytes a key). Fewer rows a bucket means fewer candidates, each a random read of
+# a row number and a key.
 def offset_bytes(tables: int) -> int:
     return max(2, 21 - 4 * (tables - 1))
 
