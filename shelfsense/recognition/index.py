@@ -32,7 +32,7 @@ from shelfsense.recognition.index_tables import Plan, Tables, bucket_bits, build
 KEY_BITS = 64
 MAX_SUPPORTED_DISTANCE = 32
 # Live keys below which search scans instead of building tables (crossover in docs/benchmarks.md, section 2).
-DEFAULT_SCAN_LIMIT = 30_000
+DEFAULT_SCAN_LIMIT = 16_000
 _KEY_LIMIT = 1 << KEY_BITS
 _ID_LIMIT = 1 << 63
 _DEAD = -1  # item id of a tombstoned row
