@@ -364,3 +364,17 @@ def test_candidate_positions_beyond_the_cached_iota(monkeypatch: pytest.MonkeyPa
     before = [index.search(q) for q in queries]
     monkeypatch.setattr(index_module, "_IOTA", np.arange(4))
     assert [index.search(q) for q in queries] == before == [brute_force(entries, q, 8) for q in queries]
+
+
+@pytest.mark.parametrize("n", [29_200, 116_600])
+def test_at_most_40_bytes_a_key_where_the_offsets_budget_is_tightest(n: int) -> None:
+    # Just past a bucket-width step the offsets cost the most a key; churn adds tombstones and a part-full buffer.
+    rng = np.random.default_rng(6)
+    keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    index = HammingIndex(8)
+    index.add_many(keys, np.arange(n))
+    for i, k in enumerate(rng.integers(0, 2**63, size=n // 8).tolist()):
+        index.add(k, n + i)
+        index.remove(int(keys[i]), i)
+        if i % 500 == 0:
+            assert index.nbytes / len(index) <= 40
