@@ -11,6 +11,7 @@ P50 / P99, recall against a brute-force scan, and build time for HammingIndex, f
 (when faiss-cpu is installed; it is not a project dependency) and a plain numpy XOR + bitwise_count scan.
 The indexes take turns every 100 queries, so load from other jobs on the machine reaches all of them alike;
 (4) the cost of one-at-a-time changes on a full index. All timings are per call, reported as percentiles.
+`--baseline FILE` adds another version's index.py (e.g. main's) to section 3, taking turns with ours, and to 4.
 `compare()` returns the table's rows, for a CLI to reuse.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import math
 import os
 import random
@@ -120,7 +122,7 @@ MAX_SWEEP_PROBES = 20_000
 
 
 def probe_count(m: int, d: int, w: int = 16) -> int:
-    """Bucket probes per search for m substrings at radius d, w bucket bits (the split HammingIndex uses)."""
+    """Bucket probes per search for m substrings at radius d over w bucket bits (the index's `_w`)."""
     base, extra = divmod(d + 1, m)
     total = 0
     for i in range(min(m, d + 1)):
@@ -142,8 +144,8 @@ def sweep_section(sizes: list[int], radii: list[int], chunk_options: list[int], 
             index.add_many(np.array(keys, dtype=np.uint64), np.arange(len(keys)))
             cells = []
             for d in radii:
-                if probe_count(m, d) > MAX_SWEEP_PROBES:
-                    cells.append(f"({probe_count(m, d):,} probes)")
+                if probe_count(m, d, index._w) > MAX_SWEEP_PROBES:
+                    cells.append(f"({probe_count(m, d, index._w):,} probes)")
                     continue
                 samples = time_calls(lambda q, d=d, index=index: index.search(q, d), queries[d])
                 cells.append(us(pct(samples, 50)))
@@ -162,24 +164,36 @@ class Contender:
         self.name, self.build, self.query, self.nbytes = name, build, query, nbytes
 
 
-def ours(radius: int) -> Contender:
+def ours(radius: int, index_class: type = HammingIndex, label: str = "ours") -> Contender:
     state: dict = {}
 
     def build(keys: np.ndarray) -> None:
         tracemalloc.start()
-        index = HammingIndex(radius)
+        index = index_class(radius)
         index.add_many(keys, np.arange(keys.size))
         state["traced"] = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         state["index"] = index
+        # The substring count is picked by size at build time: name the contender after the built index.
+        contender.name = f"{label} (HammingIndex, m={index.chunks})"
 
-    return Contender(
-        f"ours (HammingIndex, m={HammingIndex(radius).chunks})",
+    contender = Contender(
+        f"{label} (HammingIndex)",
         build,
         lambda q: state["index"].search(q),
         # The larger of the arrays' own size and what tracemalloc saw allocated: slack and plans included.
         lambda: max(state["index"].nbytes, state["traced"]),
     )
+    return contender
+
+
+def index_class_from(path: str) -> type:
+    """HammingIndex of another version of recognition/index.py, e.g. `git show main:shelfsense/recognition/index.py
+    > /tmp/index_main.py`: timed in the same run, taking turns with the others."""
+    spec = importlib.util.spec_from_file_location("index_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HammingIndex
 
 
 def numpy_scan(radius: int) -> Contender:
@@ -249,8 +263,10 @@ def faiss_bytes(keys: np.ndarray, nhash: int, bits: int) -> int:
     return int(out.stdout)
 
 
-def contenders(radius: int, with_faiss: bool = True) -> list[Contender]:
+def contenders(radius: int, with_faiss: bool = True, baseline: str | None = None) -> list[Contender]:
     found = [ours(radius), numpy_scan(radius)]
+    if baseline:
+        found.append(ours(radius, index_class_from(baseline), f"baseline {Path(baseline).name}"))
     if with_faiss:
         # 2 x 24 bits is the layout quoted in issue 13; it only covers 48 bits, and nflip = radius // 2 is what
         # makes it exact. 4 x 16 with nflip 2 is ours in faiss's structures.
@@ -269,7 +285,12 @@ BLOCK = 100
 
 
 def compare(
-    sizes: list[int], radius: int = 8, queries_n: int = 2000, with_faiss: bool = True, quiet: bool = False
+    sizes: list[int],
+    radius: int = 8,
+    queries_n: int = 2000,
+    with_faiss: bool = True,
+    quiet: bool = False,
+    baseline: str | None = None,
 ) -> list[str]:
     """Markdown rows: each contender at each size, all built and queried in this one run."""
     rows = [
@@ -285,7 +306,7 @@ def compare(
         rng = random.Random(n + 1)
         keys = np.array(make_keys(n, radius, rng), dtype=np.uint64)
         queries = make_queries(keys.tolist(), queries_n, radius, random.Random(n + 2))
-        every = contenders(radius, with_faiss)
+        every = contenders(radius, with_faiss, baseline)
         truth, built = every[1], []
         for c in every:
             t = time.perf_counter()
@@ -323,28 +344,34 @@ def compare(
     return rows
 
 
-def insert_section(sizes: list[int], radius: int, count: int = 20_000) -> list[str]:
+def insert_section(sizes: list[int], radius: int, count: int = 20_000, baseline: str | None = None) -> list[str]:
     """Cost of one-at-a-time changes on a full index, as the disk tier makes them (store one, evict one)."""
     rows = [
         "### One-at-a-time changes on a full index (add one key, remove the oldest)",
         "",
-        "| keys | add + remove wall P50 us | wall P99 us | CPU mean us (merges and compactions included) |",
-        "|---|---|---|---|",
+        "| keys | index | add + remove wall P50 us | wall P99 us | CPU mean us (merges and compactions included) |",
+        "|---|---|---|---|---|",
     ]
+    classes = [("ours", HammingIndex)]
+    if baseline:
+        classes.append((f"baseline {Path(baseline).name}", index_class_from(baseline)))
     for n in sizes:
         rng = np.random.default_rng(n)
         keys = rng.integers(0, 2**64 - 1, size=n + count, dtype=np.uint64, endpoint=True)
-        index = HammingIndex(radius)
-        index.add_many(keys[:n], np.arange(n))
-        samples, clock, fresh = [], time.perf_counter, keys[n:].tolist()
-        started = time.thread_time()
-        for i in range(count):
-            t = clock()
-            index.add(fresh[i], n + i)
-            index.remove(int(keys[i]), i)
-            samples.append(clock() - t)
-        mean_cpu = (time.thread_time() - started) / count
-        rows.append(f"| {n:,} | {us(pct(samples, 50))} | {us(pct(samples, 99))} | {us(mean_cpu)} |")
+        for label, index_class in classes:
+            index = index_class(radius)
+            index.add_many(keys[:n], np.arange(n))
+            samples, clock, fresh = [], time.perf_counter, keys[n:].tolist()
+            started = time.thread_time()
+            for i in range(count):
+                t = clock()
+                index.add(fresh[i], n + i)
+                index.remove(int(keys[i]), i)
+                samples.append(clock() - t)
+            mean_cpu = (time.thread_time() - started) / count
+            rows.append(f"| {n:,} | {label} | {us(pct(samples, 50))} | {us(pct(samples, 99))} | {us(mean_cpu)} |")
+            del index
+            gc.collect()
     rows.append("")
     return rows
 
@@ -359,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also sweep substring counts (slow)")
     ap.add_argument("--sweep-sizes", default="100000,1000000")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--baseline", help="another version's index.py, timed beside ours (see index_class_from)")
     args = ap.parse_args(argv)
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -369,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             [int(s) for s in args.sweep_sizes.split(",")], [2, 4, 6, 8, 10, 12, 16], [2, 3, 4, 5, 6], args.quiet
         )
     sizes = [int(s) for s in args.sizes.split(",")]
-    out += compare(sizes, args.radius, args.queries, not args.no_faiss, args.quiet)
-    out += insert_section(sizes, args.radius)
+    out += compare(sizes, args.radius, args.queries, not args.no_faiss, args.quiet, args.baseline)
+    out += insert_section(sizes, args.radius, baseline=args.baseline)
     print("\n".join(out))
     return 0
 

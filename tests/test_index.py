@@ -274,3 +274,107 @@ def test_tables_dropped_when_the_index_shrinks() -> None:
 def test_item_ids_must_be_non_negative_int64(bad: object) -> None:
     with pytest.raises(ValueError, match="item id"):
         HammingIndex(4).add(1, bad)  # type: ignore[arg-type]
+
+
+def test_substring_count_switches_with_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The index changes layout (four substrings -> three and back) at a rebuild; searches stay exact across it.
+    import shelfsense.recognition.index as index_module
+
+    monkeypatch.setattr(index_module, "THREE_CHUNKS_FROM", 4000)
+    rng = np.random.default_rng(8)
+    keys = planted(9000, 8, rng)
+    index = HammingIndex(8, scan_limit=500, buffer_limit=300)
+    entries: dict[int, set[int]] = {}
+    seen = set()
+    for item, key in enumerate(keys[:6000].tolist()):
+        index.add(key, item)
+        entries.setdefault(key, set()).add(item)
+        seen.add(index.chunks)
+    assert seen == {4, 3}
+    for item in range(5000):  # shrink below the switch: compactions go back to four
+        key = int(keys[item])
+        index.remove(key, item)
+        entries[key].discard(item)
+        if not entries[key]:
+            del entries[key]
+    assert index.chunks == 4
+    for q in [*keys[4000:6000:10].tolist(), *rng.integers(0, 2**63, size=50).tolist()]:
+        for radius in (0, 4, 8):
+            assert index.search(q, radius) == brute_force(entries, q, radius)
+
+
+def test_wide_buckets_merge_exactly() -> None:
+    # Radius 0 (one table, the whole key) gets buckets wider than 16 bits from ~25k keys: the 32-bit sort and
+    # merge path.
+    rng = np.random.default_rng(9)
+    keys = rng.integers(0, 2**64 - 1, size=60_000, dtype=np.uint64, endpoint=True)
+    index = HammingIndex(0)
+    index.add_many(keys[:40_000], np.arange(40_000))
+    assert index._w > 16
+    for i, k in enumerate(keys[40_000:].tolist()):
+        index.add(k, 40_000 + i)
+        index.remove(int(keys[i]), i)
+    for i in range(0, 60_000, 97):
+        assert index.search(int(keys[i])) == ([] if i < 20_000 else [(0, i)])
+
+
+def test_stable_order_of_wide_buckets_is_a_stable_argsort() -> None:
+    from shelfsense.recognition.index_tables import _stable_order
+
+    sub = np.random.default_rng(3).integers(0, 1 << 20, size=5000).astype(np.uint32)
+    assert (_stable_order(sub) == np.argsort(sub, kind="stable")).all()
+
+
+@pytest.mark.parametrize(("max_distance", "chunks"), [(8, None), (8, 3), (4, None), (0, None), (16, None)])
+def test_search_many_equals_one_search_each(max_distance: int, chunks: int | None) -> None:
+    # Tabled rows, a part-full insert buffer and tombstones, at every radius up to the maximum.
+    rng = np.random.default_rng(11)
+    keys = planted(5000, max_distance, rng)
+    index = HammingIndex(max_distance, chunks=chunks, scan_limit=1000, buffer_limit=400)
+    for item, key in enumerate(keys.tolist()):
+        index.add(key, item)
+        if item % 4 == 3:
+            index.remove(int(keys[item // 2]), item // 2)
+    assert index._n > index._tabled > 0
+    frame = [*keys[rng.integers(5000, size=6)].tolist(), *rng.integers(0, 2**63, size=2).tolist()]
+    frame[1] = frame[0]  # two slots showing the same product
+    for radius in sorted({0, max_distance // 2, max_distance}):
+        assert index.search_many(frame, radius) == [index.search(q, radius) for q in frame]
+    assert index.search_many(frame) == [index.search(q) for q in frame]
+    assert index.search_many([]) == []
+    with pytest.raises(ValueError, match="key must be"):
+        index.search_many([1, -1])
+
+
+def test_search_many_without_tables() -> None:
+    index = HammingIndex(8)
+    for i in range(100):
+        index.add(i * 0x9E37_79B9_7F4A_7C15 % 2**64, i)
+    frame = [0x9E37_79B9_7F4A_7C15, 3 * 0x9E37_79B9_7F4A_7C15 % 2**64 ^ 0b101, 12345]
+    assert index.search_many(frame) == [index.search(q) for q in frame]
+
+
+def test_candidate_positions_beyond_the_cached_iota(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Searches with more candidates than the cached 0, 1, 2, ... fall back to np.arange: same answers.
+    import shelfsense.recognition.index as index_module
+
+    rng = random.Random(12)
+    index, entries = populated(8, rng, n=3000)
+    queries = [flip_bits(k, rng.randint(0, 9), rng) for k in rng.sample(list(entries), 40)]
+    before = [index.search(q) for q in queries]
+    monkeypatch.setattr(index_module, "_IOTA", np.arange(4))
+    assert [index.search(q) for q in queries] == before == [brute_force(entries, q, 8) for q in queries]
+
+
+@pytest.mark.parametrize("n", [29_200, 116_600])
+def test_at_most_40_bytes_a_key_where_the_offsets_budget_is_tightest(n: int) -> None:
+    # Just past a bucket-width step the offsets cost the most a key; churn adds tombstones and a part-full buffer.
+    rng = np.random.default_rng(6)
+    keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    index = HammingIndex(8)
+    index.add_many(keys, np.arange(n))
+    for i, k in enumerate(rng.integers(0, 2**63, size=n // 8).tolist()):
+        index.add(k, n + i)
+        index.remove(int(keys[i]), i)
+        if i % 500 == 0:
+            assert index.nbytes / len(index) <= 40

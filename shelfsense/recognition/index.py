@@ -1,19 +1,23 @@
 """Near-duplicate lookup of 64-bit perceptual keys by Hamming distance: compact multi-index hashing in numpy.
 
-The 64 bits are split into m contiguous substrings (4 of 16 bits by default). If a stored key is within
-distance d of the query, the per-substring distances add up to at most d, so with probe radii r_i chosen such
-that sum(r_i + 1) = d + 1 at least one substring is within its r_i (pigeonhole). Each table buckets the rows
-by the low `w` bits of its substring (w <= the substring's width); a key within r_i on the whole substring is
-also within r_i on those w bits, so probing the w-bit values within r_i of the query's finds a superset of the
-answers, which one popcount per candidate on the full key then makes exact.
+The 64 bits are split into m contiguous substrings (4 of 16 bits, 3 from 750k keys: see default_chunks). If a
+stored key is within distance d of the query, the per-substring distances add up to at most d, so with probe
+radii r_i chosen such that sum(r_i + 1) = d + 1 at least one substring is within its r_i (pigeonhole). Each
+table buckets the rows by the low `w` bits of its substring (w <= the substring's width); a key within r_i on
+the whole substring is also within r_i on those w bits, so probing the w-bit values within r_i of the query's
+finds a superset of the answers, which one popcount per candidate on the full key then makes exact.
 
-Layout (why it is compact): the keys and item ids live in two flat arrays, one row per (key, id) pair. A table
-is a CSR pair: the row numbers (int32) ordered by bucket, and the offset of each bucket. That is 8 + 8 bytes a
-row plus 4 per table, plus 4 * 2**w offsets per table with 2**w chosen near rows / 8: about 33 bytes a key at
-m = 4, against ~370 for the former dict-of-buckets index. Changes stay cheap: new rows are appended past the
-tabled ones and scanned linearly (a bounded insert buffer) until the tables are rebuilt; removals tombstone
-the row (id -1) and are dropped at the next rebuild. A rebuild is a radix argsort per table, O(rows), and
-also sorts the rows themselves by table 0's buckets, so table 0's candidates are runs of adjacent keys.
+Layout (why it is compact, and why a search reads little): keys and item ids live in two flat arrays, one row
+per (key, id) pair, kept in table 0's bucket order, so table 0's buckets are runs of rows and need no row array.
+Tables 1+ are CSR pairs: int32 row numbers ordered by bucket plus one int32 offset per bucket
+(recognition.index_tables). Buckets are as wide as the offsets' share of 40 bytes a key allows: fewer rows a
+bucket means fewer candidates, each a random read. At 1M keys and radius 8 that is three substrings (22, 21, 21
+bits) bucketed by their low 20 bits: 3 x 211 probes find ~600 candidates, where four 16-bit substrings (188
+probes of ~15 rows) found ~2,900; 8 + 8 + 2 x 4 + ~12.6 (offsets) = ~37 bytes a key.
+
+Changes stay cheap: new rows are appended past the tabled ones and scanned linearly (a bounded insert buffer)
+until merged into the tables (O(rows), no re-sorting); removals tombstone the row (id -1) and are dropped at
+the next rebuild (radix argsorts, O(rows)).
 
 Below `scan_limit` live keys no tables are built: one XOR + popcount over the packed keys is faster there
 and needs no table memory (crossover measured by bench/bench_index.py, docs/benchmarks.md).
@@ -21,28 +25,36 @@ and needs no table memory (crossover measured by bench/bench_index.py, docs/benc
 
 from __future__ import annotations
 
-from functools import cache
-from itertools import combinations
-
 import numpy as np
+
+from shelfsense.recognition.index_tables import Plan, Tables, bucket_bits, build, candidates_many, make_plan, merge
 
 KEY_BITS = 64
 MAX_SUPPORTED_DISTANCE = 32
 # Live keys below which search scans instead of building tables (crossover in docs/benchmarks.md, section 2).
-DEFAULT_SCAN_LIMIT = 30_000
+DEFAULT_SCAN_LIMIT = 16_000
 _KEY_LIMIT = 1 << KEY_BITS
 _ID_LIMIT = 1 << 63
 _DEAD = -1  # item id of a tombstoned row
+# 0, 1, 2, ... once for all searches: a search's ~600 candidate positions are offsets plus a prefix of it, and a
+# slice costs nothing where np.arange allocates and fills (~0.5 us). 64 KB, above any radius-8 candidate count.
+_IOTA = np.arange(8192)
 
-# Four 16-bit substrings: at radius 8 that is 188 probes of ~15 rows each at 1M keys (~2,900 candidates).
-# Three 21-22-bit ones, with buckets capped at 16 bits to keep the offsets small, mean 411 probes and ~6,000
-# candidates; five mean 13-bit buckets and ~7,000; each table costs 4 bytes a key (docs/benchmarks.md, section
-# 2; `bench/bench_index.py --sweep` times the alternatives).
+# Four 16-bit substrings by default: at radius 8 a search probes 188 buckets (radii 2, 1, 1, 1). Buckets are at
+# most 16 bits wide there, so from ~750k keys they hold ~12+ rows (1M keys: ~2,900 candidates, each a random
+# read); three substrings (22, 21, 21 bits) then take over, with ~1 row a bucket (w = 20 at 1M keys): 3 x 211
+# probes, ~600 candidates, ~25 % faster at 1M and ~20 % slower below ~500k (docs/benchmarks.md, section 2).
+# Above radius 8 three substrings mean too many probes (radius 12: 3 x ~6,000).
 _CHUNKS_BY_DISTANCE = {0: 1, 1: 2}
+THREE_CHUNKS_FROM = 750_000
+_MOST_FOR_THREE = 8
 
 
-def default_chunks(max_distance: int) -> int:
-    return _CHUNKS_BY_DISTANCE.get(max_distance, 4)
+def default_chunks(max_distance: int, rows: int = 0) -> int:
+    """Substring count for an index of `rows` live keys (0: the layout of an empty index)."""
+    if max_distance in _CHUNKS_BY_DISTANCE:
+        return _CHUNKS_BY_DISTANCE[max_distance]
+    return 3 if max_distance <= _MOST_FOR_THREE and rows >= THREE_CHUNKS_FROM else 4
 
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -57,16 +69,6 @@ def popcount_bytes(x: np.ndarray) -> np.ndarray:
 _popcount = getattr(np, "bitwise_count", popcount_bytes)
 
 
-@cache
-def _flips(width: int, radius: int) -> np.ndarray:
-    """Every mask of `width` bits with at most `radius` bits set, fewest bits first."""
-    masks = [0]
-    for r in range(1, min(radius, width) + 1):
-        for positions in combinations(range(width), r):
-            masks.append(sum(1 << p for p in positions))
-    return np.array(masks, dtype=np.int64)
-
-
 def _check_bits(bits: int) -> None:
     if not isinstance(bits, int) or not 0 <= bits < _KEY_LIMIT:
         raise ValueError(f"key must be an int in [0, 2**64), got {bits!r}")
@@ -77,27 +79,23 @@ def _check_id(item_id: int) -> None:
         raise ValueError(f"item id must be an int in [0, 2**63), got {item_id!r}")
 
 
-def _bucket_bits(rows: int, widest: int) -> int:
-    # About 8 rows a bucket: the offsets then cost <= 0.5 bytes a row per table, and a probe reads a few rows.
-    return max(1, min(widest, rows.bit_length() - 3))
-
-
 class HammingIndex:
     """Near-duplicate lookup of 64-bit keys by Hamming distance; exact for every radius up to max_distance."""
 
     __slots__ = (
         "max_distance",
         "chunks",
+        "_auto_chunks",
         "scan_limit",
         "buffer_limit",
         "_layout",
+        "_shifts",
         "_keys",
         "_ids",
         "_n",
         "_tabled",
         "_count",
         "_dead",
-        "_ordered",
         "_w",
         "_rows",
         "_offsets",
@@ -129,9 +127,25 @@ class HammingIndex:
             raise ValueError(f"buffer_limit must be a positive int, got {buffer_limit!r}")
         self.max_distance = max_distance
         self.chunks = m
+        self._auto_chunks = chunks is None  # pick the substring count by size at each rebuild
         self.scan_limit = scan_limit
         # None: scale with the index (see _buffer_cap).
         self.buffer_limit = buffer_limit
+        self._set_layout(m)
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._n = 0  # rows used in _keys/_ids
+        self._tabled = 0  # rows [0, _tabled) are in the tables; [_tabled, _n) is the insert buffer
+        self._count = 0  # live (key, id) pairs
+        self._dead = 0  # tombstoned rows not yet compacted away
+        self._w = 0  # bucket bits of the current tables
+        self._rows = np.zeros(0, dtype=np.int32)  # tables 1+'s row numbers (layout: index_tables)
+        # Bucket b of table t spans virtual positions [o[g], o[g + 1]), g = t << w | b: rows of _keys for table
+        # 0; for the others, the positions modulo len(_rows) index _rows (index_tables).
+        self._offsets = np.zeros(1, dtype=np.int32)
+        self._plans: dict[int, Plan] = {}
+
+    def _set_layout(self, m: int) -> None:
         # Substring i covers bits [shift, shift + width); widths differ by at most one. Only the first
         # max_distance + 1 substrings are ever probed (the others get r_i = -1), so only they get tables.
         base, extra = divmod(KEY_BITS, m)
@@ -140,18 +154,16 @@ class HammingIndex:
             width = base + (1 if i < extra else 0)
             layout.append((shift, width))
             shift += width
-        self._layout: tuple[tuple[int, int], ...] = tuple(layout[: min(m, max_distance + 1)])
-        self._keys = np.zeros(0, dtype=np.uint64)
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._n = 0  # rows used in _keys/_ids
-        self._tabled = 0  # rows [0, _tabled) are in the tables; [_tabled, _n) is the insert buffer
-        self._count = 0  # live (key, id) pairs
-        self._dead = 0  # tombstoned rows not yet compacted away
-        self._ordered = 0  # rows [0, _ordered) are in table 0's bucket order (as of the last rebuild)
-        self._w = 0  # bucket bits of the current tables
-        self._rows = np.zeros(0, dtype=np.int32)  # table t's rows at [t * _tabled, (t + 1) * _tabled)
-        self._offsets = np.zeros(1, dtype=np.int32)  # bucket b of table t spans _rows[o[g]:o[g + 1]], g=t<<w|b
-        self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.chunks = m
+        self._layout: tuple[tuple[int, int], ...] = tuple(layout[: min(m, self.max_distance + 1)])
+        self._shifts = [shift for shift, _ in self._layout]
+
+    def _target_chunks(self, rows: int) -> int:
+        if not self._auto_chunks:
+            return self.chunks
+        if self.chunks == 3 and rows >= THREE_CHUNKS_FROM * 7 // 8:
+            return 3  # some hysteresis: an index hovering at the switch does not alternate layouts
+        return default_chunks(self.max_distance, rows)
 
     def __len__(self) -> int:
         """Number of (key, item id) pairs stored."""
@@ -163,20 +175,19 @@ class HammingIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the index's arrays (keys, ids, tables, offsets, probe plans), slack included."""
-        plans = sum(a.nbytes + b.nbytes for a, b in self._plans.values())
+        plans = sum(plan.nbytes for plan in self._plans.values())
         return self._keys.nbytes + self._ids.nbytes + self._rows.nbytes + self._offsets.nbytes + plans
 
     def _find(self, bits: int) -> np.ndarray:
         """Rows holding `bits` with a live id: the key's bucket in table 0 plus the insert buffer."""
         q = np.uint64(bits)
-        found = np.flatnonzero(self._keys[self._tabled : self._n] == q)
+        found = (self._keys[self._tabled : self._n] == q).nonzero()[0]
         if found.size:
             found += self._tabled
         if self._tabled:
-            b = (bits >> self._layout[0][0]) & ((1 << self._w) - 1)
+            b = (bits >> self._shifts[0]) & ((1 << self._w) - 1)
             lo, hi = self._offsets[b : b + 2].tolist()
-            rows = self._rows[lo:hi]
-            rows = rows[self._keys[rows] == q]
+            rows = lo + (self._keys[lo:hi] == q).nonzero()[0]
             if rows.size:
                 found = np.concatenate([rows, found])
         return found[self._ids[found] != _DEAD] if found.size else found
@@ -250,128 +261,132 @@ class HammingIndex:
             if self._tabled:
                 self._rebuild(False)
         elif self._n - self._tabled > self._buffer_cap():
-            w = _bucket_bits(self._n, min(width for _, width in self._layout))
-            if self._tabled and w == self._w and self._n - self._ordered <= self._n // 8:
+            # A rebuild when the index outgrew its bucket width (more offsets pay for themselves) or its
+            # substring count; a shrinking index gets narrower buckets at its next compaction.
+            if (
+                self._tabled
+                and self._bucket_bits(self._count) <= self._w
+                and self._target_chunks(self._count) == self.chunks
+            ):
                 self._merge()
             else:
-                # First tables, the index outgrew its bucket width, or an eighth of the rows were merged out of
-                # table 0's order since the last rebuild (which restores it).
                 self._rebuild(True)
 
+    def _bucket_bits(self, rows: int) -> int:
+        return bucket_bits(rows, min(width for _, width in self._layout), len(self._layout))
+
     def _merge(self) -> None:
-        """Move the insert buffer into the tables: one np.insert over all tables, no re-sorting of old rows."""
-        w, n_old, n = self._w, self._tabled, self._n
-        keys = self._keys[n_old:n]
-        new_rows = np.arange(n_old, n, dtype=np.int32)
-        buckets = []
-        for t, (shift, _) in enumerate(self._layout):
-            buckets.append((((keys >> np.uint64(shift)) & np.uint64((1 << w) - 1)).astype(np.int64)) | (t << w))
-        bucket = np.concatenate(buckets)
-        order = np.argsort(bucket, kind="stable")  # ascending table, then bucket, then row: _rows' order
-        bucket = bucket[order]
-        # Each new row goes to the end of its bucket; positions index the old _rows, where table t starts at
-        # t * n_old, and np.insert keeps the given order among rows inserted at one position.
-        rows = np.insert(self._rows, self._offsets[bucket + 1], np.tile(new_rows, len(self._layout))[order])
-        # Table t now starts at t * n; its rows are shifted by (n - n_old) * t, which the counts supply.
-        counts = np.bincount(bucket, minlength=len(self._layout) << w)
-        self._offsets[1:] += np.cumsum(counts, dtype=np.int32)
-        self._rows, self._tabled = rows, n
+        """Move the insert buffer into the tables (index_tables.merge: O(rows), no re-sorting of old rows)."""
+        old = Tables(self._keys, self._ids, self._rows, self._offsets)
+        new = merge(old, self._tabled, self._n, self._shifts, self._w, self._n + self._buffer_cap())
+        self._keys, self._ids, self._rows, self._offsets = new
+        self._tabled = self._n
 
     def _rebuild(self, tables: bool) -> None:
-        """Drop tombstones and re-bucket every live row (radix argsort per table: O(rows))."""
+        """Drop tombstones and re-bucket every live row (radix argsorts: O(rows))."""
         live = self._ids[: self._n] != _DEAD
         keys, ids = self._keys[: self._n][live], self._ids[: self._n][live]
         n = keys.size
-        w = _bucket_bits(n, min(width for _, width in self._layout))
-        sub_type = np.uint16 if w <= 16 else np.uint32
-        mask = np.uint64((1 << w) - 1)
-        tables = tables and n > 0
-        if tables:
-            # Rows in table 0's bucket order: the probes of table 0 (most of a search's candidates) then read
-            # runs of consecutive keys instead of one cache line a candidate.
-            order = np.argsort(((keys >> np.uint64(self._layout[0][0])) & mask).astype(sub_type), kind="stable")
-            keys, ids = keys[order], ids[order]
+        self._n, self._dead, self._plans = n, 0, {}
         cap = n + self._buffer_cap()
+        if tables and n:
+            m = self._target_chunks(n)
+            if m != self.chunks:
+                self._set_layout(m)
+            w = self._bucket_bits(n)
+            self._keys, self._ids, self._rows, self._offsets = build(keys, ids, self._shifts, w, cap)
+            self._tabled, self._w = n, w
+            return
         self._keys = np.zeros(cap, dtype=np.uint64)
         self._ids = np.full(cap, _DEAD, dtype=np.int64)
         self._keys[:n], self._ids[:n] = keys, ids
-        self._n, self._dead, self._plans, self._ordered = n, 0, {}, n
-        if not tables:
-            self._tabled, self._w = 0, 0
-            self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
-            return
-        t_count = len(self._layout)
-        rows = np.empty(t_count * n, dtype=np.int32)
-        counts = np.empty(t_count << w, dtype=np.int32)
-        for t, (shift, _) in enumerate(self._layout):
-            sub = ((keys >> np.uint64(shift)) & mask).astype(sub_type)
-            # numpy radix-sorts 16-bit keys when asked for a stable sort: O(rows).
-            rows[t * n : (t + 1) * n] = np.argsort(sub, kind="stable")
-            counts[t << w : (t + 1) << w] = np.bincount(sub, minlength=1 << w)
-        # One cumsum over the concatenated counts lands table t's buckets t * n rows further on, where its
-        # row numbers sit in _rows. int32 halves the offsets (fine below 2**31 rows over all tables).
-        offsets = np.zeros((t_count << w) + 1, dtype=np.int32)
-        np.cumsum(counts, out=offsets[1:])
-        self._tabled, self._w, self._rows, self._offsets = n, w, rows, offsets
+        self._tabled, self._w = 0, 0
+        self._rows, self._offsets = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
 
-    def _plan(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """(table of each probe, flip mask of each probe) for `radius` over the current tables' w bits."""
-        plan = self._plans.get(radius)
-        if plan is None:
-            base, extra = divmod(radius + 1, self.chunks)
-            tables, masks = [], []
-            for t in range(len(self._layout)):
-                r = base - 1 + (1 if t < extra else 0)
-                if r < 0:
-                    break  # r_i = -1: this substring need not be probed at all
-                flips = _flips(self._w, r)
-                tables.append(np.full(flips.size, t, dtype=np.intp))
-                masks.append(flips)
-            plan = self._plans[radius] = (np.concatenate(tables), np.concatenate(masks))
+    def _plan(self, radius: int) -> Plan:
+        plan = self._plans[radius] = make_plan(radius, self.chunks, len(self._layout), self._w)
         return plan
 
     def _candidates(self, bits: int, radius: int) -> np.ndarray | None:
-        """Tabled rows that share a probed bucket with the query; None when a full scan is cheaper."""
-        w = self._w
-        mask = (1 << w) - 1
-        tables, flips = self._plan(radius)
-        # Bucket b of table t is offset index t << w | b, and XOR with a w-bit flip leaves the t part alone.
-        start_of = np.array([((bits >> shift) & mask) | (t << w) for t, (shift, _) in enumerate(self._layout)])
-        probes = start_of[tables] ^ flips
-        starts = self._offsets[probes]
-        lens = self._offsets[probes + 1] - starts
-        ends = np.cumsum(lens)
-        total = int(ends[-1])
+        """Rows that share a probed bucket with the query; None when a full scan is cheaper."""
+        plan = self._plans.get(radius) or self._plan(radius)
+        mask = (1 << self._w) - 1
+        # Bucket b of table t is offset index t << w | b; the plan's flips carry the t << w part.
+        probes = np.array([(bits >> shift) & mask for shift in self._shifts])[plan.tables]
+        probes ^= plan.flips
+        offsets = self._offsets
+        ends = offsets[1:][probes]
+        lens = np.subtract(ends, offsets[probes], dtype=np.intp)  # repeat and cumsum are ~2x faster on intp
+        out_end = lens.cumsum()
+        total = int(out_end[-1])
         if total > self._tabled // 2:
             return None  # a large radius over a small index: the linear scan reads fewer rows
-        # Row positions of every probed bucket, concatenated: position k of bucket j is starts[j] + k.
-        return self._rows[np.repeat(starts - ends + lens, lens) + np.arange(total)]
+        # Positions of every probed bucket, concatenated: bucket j's span [start, end) fills [out_end - len,
+        # out_end) of the output, so output k of it is k + (end - out_end).
+        pos = (ends - out_end).repeat(lens)
+        pos += _IOTA[:total] if total <= _IOTA.size else np.arange(total)
+        head = int(out_end[plan.first - 1])  # positions [0, head) come from table 0: they are rows already
+        if head < total:
+            pos[head:] = self._rows.take(pos[head:], mode="wrap")  # virtual positions modulo len(rows)
+        return pos
 
-    def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
-        """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
-        _check_bits(bits)
+    def _radius(self, max_distance: int | None) -> int:
         radius = self.max_distance if max_distance is None else max_distance
         if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius <= self.max_distance:
             raise ValueError(
                 f"search radius must be an int in 0..{self.max_distance} (the index's "
                 f"max_distance), got {max_distance!r}"
             )
+        return radius
+
+    def search(self, bits: int, max_distance: int | None = None) -> list[tuple[int, int]]:
+        """[(distance, item_id)] of stored keys within max_distance, nearest first (ties by item id)."""
+        _check_bits(bits)
+        radius = self.max_distance if max_distance is None else self._radius(max_distance)
         q = np.uint64(bits)
         keys = self._keys
         cand = self._candidates(bits, radius) if self._tabled else None
-        first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
-        if first < self._n:
-            found = first + np.flatnonzero(_popcount(keys[first : self._n] ^ q) <= radius)
-        else:
-            found = np.zeros(0, dtype=np.intp)  # the buffer is empty right after a merge: skip four calls
+        near = None
         if cand is not None and cand.size:
-            near = cand[_popcount(keys[cand] ^ q) <= radius]
-            if near.size:
-                # A key near the query in several substrings is a candidate once per such substring.
-                found = np.unique(np.concatenate([near, found]))
-        if not found.size:
+            near = cand.compress(_popcount(keys[cand] ^ q) <= radius)
+        first = 0 if cand is None else self._tabled  # no tables, or too many candidates: scan every row
+        if first < self._n:  # the buffer is empty right after a merge: skip four calls
+            found = first + (_popcount(keys[first : self._n] ^ q) <= radius).nonzero()[0]
+            near = found if near is None else np.concatenate([near, found])
+        if near is None or not near.size:
             return []
-        ids = self._ids[found].tolist()
-        hits = [((k ^ bits).bit_count(), i) for k, i in zip(keys[found].tolist(), ids, strict=True) if i != _DEAD]
-        hits.sort()
-        return hits
+        # Keyed by row: a key near the query in several substrings is a candidate once per such table.
+        hits = {
+            r: ((k ^ bits).bit_count(), i)
+            for r, k, i in zip(near.tolist(), keys[near].tolist(), self._ids[near].tolist(), strict=True)
+            if i != _DEAD
+        }
+        return sorted(hits.values())
+
+    def search_many(self, keys: list[int], max_distance: int | None = None) -> list[list[tuple[int, int]]]:
+        """[search(key, max_distance) for key in keys], in one pass over the tables (e.g. a frame's slots)."""
+        for bits in keys:
+            _check_bits(bits)
+        radius = self._radius(max_distance)
+        found = None
+        if self._tabled and len(keys) > 1:
+            plan = self._plans.get(radius) or self._plan(radius)
+            mask = (1 << self._w) - 1
+            subs = np.array([[(bits >> shift) & mask for shift in self._shifts] for bits in keys])
+            found = candidates_many(self._offsets, self._rows, self._tabled, plan, subs)
+        if found is None:
+            return [self.search(bits, radius) for bits in keys]
+        query, pos = found
+        qs = np.array(keys, dtype=np.uint64)
+        near = (_popcount(self._keys[pos] ^ qs[query]) <= radius).nonzero()[0]
+        query, pos = query[near], pos[near]
+        if self._tabled < self._n:  # the insert buffer, against every query
+            q_buf, row = (_popcount(self._keys[None, self._tabled : self._n] ^ qs[:, None]) <= radius).nonzero()
+            query, pos = np.concatenate([query, q_buf]), np.concatenate([pos, row + self._tabled])
+        hits: list[dict[int, tuple[int, int]]] = [{} for _ in keys]
+        rows = pos.tolist()
+        ids, stored = self._ids[rows].tolist(), self._keys[rows].tolist()
+        for q, row, k, i in zip(query.tolist(), rows, stored, ids, strict=True):
+            if i != _DEAD:
+                hits[q][row] = ((k ^ keys[q]).bit_count(), i)  # keyed by row: found through two tables, once
+        return [sorted(h.values()) for h in hits]
