@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .backbone import _dequantise
+from .backbone import dequantise
 
 LAST_BLOCK = 17  # Conv_1, the 1x1 conv to 1280 channels before the pool
 
@@ -81,8 +81,8 @@ def read_ops(tflite: Path) -> tuple[list[Op], int]:
         if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             raise ValueError(f"{tflite}: unexpected op {kind} before the final pool")
         x_idx, w_idx, b_idx = (int(i) for i in op["inputs"])
-        w = _dequantise(details[w_idx], it.get_tensor(w_idx))
-        bias = _dequantise(details[b_idx], it.get_tensor(b_idx))
+        w = dequantise(details[w_idx], it.get_tensor(w_idx))
+        bias = dequantise(details[b_idx], it.get_tensor(b_idx))
         stride = int(details[x_idx]["shape"][1]) // int(details[out]["shape"][1])
         kernel = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)))  # [out,kh,kw,in] -> [kh,kw,in,out]
         relu6 = scope_path[-1].startswith("Relu6")

@@ -27,6 +27,7 @@ from .data import GroceryData, read_rgb, to_input
 
 TOP_VERSION = 1
 NAMES = ("v1", "v2")
+Views = Callable[[], np.ndarray]  # the rendered train views, rendered on first call (shared by the branches)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def _check(name: str, path: Path, agreement: float, quiet: bool) -> None:
 
 
 def _features(
-    trunk: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool, **extra: Any
+    trunk: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool, views: Views, **extra: Any
 ) -> tuple[np.ndarray, np.ndarray, str]:
     key_parts = {
         "backbone": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
@@ -67,17 +68,19 @@ def _features(
     }
     key = features.cache_key(**key_parts)
     feats, labels = features.trunk_features(
-        trunk, data, cache, seed=cfg.seed, views=cfg.views, workers=cfg.threads, key=key, quiet=quiet
+        trunk, data, cache, seed=cfg.seed, views=cfg.views, workers=cfg.threads, key=key, quiet=quiet, rendered=views
     )
     return feats, labels, key
 
 
-def prepare_v1(keras: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool) -> Branch:
+def prepare_v1(
+    keras: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool, views: Views
+) -> Branch:
     layers = backbone.read_layers(path)
     _check("v1", path, backbone.check_against_tflite(keras, layers, path, _probe(data)), quiet)
     trunk = backbone.build_trunk(keras, layers, cfg.size, cfg.split)
     # The key of the single-backbone recipe (v2 model), so that its activation cache stays valid.
-    feats, labels, key = _features(trunk, data, path, cache, cfg, quiet, split=cfg.split)
+    feats, labels, key = _features(trunk, data, path, cache, cfg, quiet, views, split=cfg.split)
     n = len(data.fine_names)
 
     def new_top() -> Any:
@@ -86,11 +89,13 @@ def prepare_v1(keras: Any, data: GroceryData, path: Path, cache: Path, cfg: Trai
     return Branch("v1", trunk, new_top, feats, labels, key)
 
 
-def prepare_v2(keras: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool) -> Branch:
+def prepare_v2(
+    keras: Any, data: GroceryData, path: Path, cache: Path, cfg: TrainConfig, quiet: bool, views: Views
+) -> Branch:
     ops, input_index = backbone_v2.read_ops(path)
     _check("v2", path, backbone_v2.check_against_tflite(keras, ops, input_index, path, _probe(data)), quiet)
     trunk = backbone_v2.build_trunk(keras, ops, input_index, cfg.size, cfg.v2_split)
-    feats, labels, key = _features(trunk, data, path, cache, cfg, quiet, arch="mobilenet_v2", split=cfg.v2_split)
+    feats, labels, key = _features(trunk, data, path, cache, cfg, quiet, views, arch="mobilenet_v2", split=cfg.v2_split)
     n = len(data.fine_names)
 
     def new_top() -> Any:

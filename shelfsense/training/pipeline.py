@@ -3,6 +3,7 @@ branch, one fused INT8 export."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -56,12 +57,16 @@ def prepare(
         if not backbones[name].is_file():
             raise ShelfSenseError(f"backbone model {backbones[name]} not found")
     tf, keras = import_tf(cfg.threads)
+    # Rendered only if a branch's activation cache is missing, and then once for all branches (same seed).
+    views = functools.cache(
+        lambda: features.render_views([p for p, _ in data.train], cfg.seed, cfg.views, cfg.size, cfg.threads, quiet)
+    )
     out = []
     for name in cfg.branches:
         keras.utils.set_random_seed(cfg.seed)
         t0 = time.monotonic()
         make = branches.prepare_v1 if name == "v1" else branches.prepare_v2
-        branch = make(keras, data, backbones[name], cache_dir, cfg, quiet)
+        branch = make(keras, data, backbones[name], cache_dir, cfg, quiet, views)
         log(f"{name}: trunk activations {branch.feats.shape} float16 ready in {time.monotonic() - t0:.0f} s", quiet)
         out.append(branch)
     return data, out
