@@ -1,6 +1,6 @@
 """MobileNetV2 1.0 rebuilt in Keras from the shared quantised TFLite ImageNet classifier.
 
-The classifier (TensorFlow hosted models, Apache-2.0) is quantisation-aware-trained: every layer is a CONV_2D or
+The classifier (from google-coral/test_data, Apache-2.0) is quantisation-aware-trained: every layer is a CONV_2D or
 DEPTHWISE_CONV_2D with BatchNorm folded into its uint8 weights and int32 bias; expand and depthwise convolutions
 end in ReLU6 (their output tensors are named ``.../Relu6``), projections are linear, and a block whose input and
 output shapes match adds its input back (ADD). The graph is walked in order, tensor by tensor, so the residual

@@ -111,10 +111,18 @@ def train_branch(
     verbose = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     coarse_names = sorted(set(data.coarse_of_fine))
     coarse_of = np.array([coarse_names.index(c) for c in data.coarse_of_fine])
+    fit_cfg = cfg.fit_config()
     history = fit.fit_top(
-        keras, top, branch.feats, branch.labels, train_idx, cfg.fit_config(), coarse_of=coarse_of,
-        on_epoch=on_epoch, verbose=verbose,
-    )  # fmt: skip
+        keras,
+        top,
+        branch.feats,
+        branch.labels,
+        train_idx,
+        fit_cfg,
+        coarse_of=coarse_of,
+        on_epoch=on_epoch,
+        verbose=verbose,
+    )
     # Kept outside the repository, so that the export step can be re-run or the float model inspected.
     top.save_weights(path)
     return top, history, time.monotonic() - t0
