@@ -122,7 +122,7 @@ def test_bundled_model_is_committed_with_labels_and_card() -> None:
     info = inspect_model(BUNDLED_MODEL)
     assert info["labels"] == 81 and info["output"]["shape"] == [1, 81]
     assert info["input"]["dtype"] in ("uint8", "int8") and info["output"]["dtype"] in ("uint8", "int8")
-    assert info["size_bytes"] < 5_000_000  # a few MB at most: it must fit a Pi comfortably
+    assert info["size_bytes"] <= 6_000_000  # issue 11: at most 6 MB, so that it fits a Pi comfortably
     coarse = (BUNDLED_MODEL.parent / "grocery_coarse_labels.txt").read_text().splitlines()
     assert len(coarse) == 81 and len(set(coarse)) == 43
 

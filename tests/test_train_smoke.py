@@ -1,4 +1,5 @@
-"""Training code path end to end: real backbone weights, few images, tiny input, one epoch, INT8 export, LiteRT."""
+"""Training code path end to end: real weights of both backbones, few images, tiny input, one epoch, the fused
+INT8 export, LiteRT."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_smoke_training_exports_a_full_integer_model(grocery_dir: Path, tmp_path: Path) -> None:
     backbone = require_shared("models", "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+    backbone_v2 = require_shared("models", "mobilenet_v2_1.0_224_quant.tflite")
     out = tmp_path / "models"
     # A subprocess: TensorFlow's import-time warnings must not meet pytest's filterwarnings=error.
     proc = subprocess.run(
@@ -34,6 +36,8 @@ def test_smoke_training_exports_a_full_integer_model(grocery_dir: Path, tmp_path
             str(grocery_dir),
             "--backbone",
             str(backbone),
+            "--backbone-v2",
+            str(backbone_v2),
             "--out",
             str(out),
             "--cache",

@@ -36,7 +36,7 @@ class Layer:
         return int(self.name.split("_")[1])
 
 
-def _dequantise(detail: dict, raw: np.ndarray) -> np.ndarray:
+def dequantise(detail: dict, raw: np.ndarray) -> np.ndarray:
     q = detail["quantization_parameters"]
     scales, zeros = q["scales"], q["zero_points"]
     if len(scales) == 0:
@@ -61,11 +61,11 @@ def read_layers(tflite: Path) -> list[Layer]:
         _, w_idx, b_idx = op["inputs"]
         wd, bd = details[w_idx], details[b_idx]
         name = bd["name"].removeprefix(PREFIX).split("/")[0]
-        w = _dequantise(wd, it.get_tensor(w_idx))
+        w = dequantise(wd, it.get_tensor(w_idx))
         depthwise = op["op_name"] == "DEPTHWISE_CONV_2D"
         # TFLite conv weights are [out, kh, kw, in]; depthwise [1, kh, kw, C].
         kernel = np.transpose(w, (1, 2, 3, 0))
-        bias = _dequantise(bd, it.get_tensor(b_idx))
+        bias = dequantise(bd, it.get_tensor(b_idx))
         layers.append(Layer(name, depthwise, 2 if name in STRIDE2 else 1, np.ascontiguousarray(kernel), bias))
     if len(layers) != 1 + 2 * BLOCKS:
         raise ValueError(f"{tflite}: expected {1 + 2 * BLOCKS} conv layers of MobileNetV1, found {len(layers)}")

@@ -14,6 +14,7 @@ from shelfsense.errors import ShelfSenseError
 from .config import TrainConfig, smoke
 
 DEFAULT_BACKBONE = Path("../shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+DEFAULT_BACKBONE_V2 = Path("../shared/models/mobilenet_v2_1.0_224_quant.tflite")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_BACKBONE,
         help=f"MobileNetV1 1.0 quantised embedding extractor .tflite (default {DEFAULT_BACKBONE})",
     )
+    p.add_argument(
+        "--backbone-v2",
+        type=Path,
+        default=DEFAULT_BACKBONE_V2,
+        help=f"MobileNetV2 1.0 quantised ImageNet classifier .tflite (default {DEFAULT_BACKBONE_V2})",
+    )
+    p.add_argument(
+        "--branches",
+        default=",".join(d.branches),
+        help=f"comma-separated branches to train and fuse (default {','.join(d.branches)}; one alone exports it alone)",
+    )
+    p.add_argument("--retrain", action="store_true", help="train every top even when the cache holds one")
     p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default: models)")
     p.add_argument(
         "--cache", type=Path, default=Path("../traincache"), help="trunk activation cache folder, outside the repo"
@@ -58,6 +71,8 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         holdout_every=args.holdout_every,
         seed=args.seed,
         threads=args.threads,
+        branches=tuple(b.strip() for b in args.branches.split(",") if b.strip()),
+        retrain=args.retrain,
     )
     return smoke(cfg) if args.smoke else cfg
 
@@ -67,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cfg = config_from(args)
-    report = train_and_export(args.data, args.backbone, args.out, args.cache, cfg, quiet=args.quiet)
+    backbones = {"v1": args.backbone, "v2": args.backbone_v2}
+    report = train_and_export(args.data, backbones, args.out, args.cache, cfg, quiet=args.quiet)
     model = args.out / MODEL_NAME
     line = f"{model}: {report['model_bytes'] / 1e6:.2f} MB, {report['seconds']['total']:.0f} s"
     if not args.no_eval:

@@ -10,7 +10,13 @@ from .fit import FitConfig
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     size: int = 192  # model input side, pixels
-    split: int = 10  # blocks 1..split frozen (cached), split+1..13 fine-tuned with the new head
+    split: int = 10  # v1: blocks 1..split frozen (cached), split+1..13 fine-tuned with the new head
+    # v2: blocks up to v2_split frozen (cached, 12x12x96 at 192), v2_split+1..v2_last fine-tuned with the head.
+    # v2_last 16 drops the backbone's last 1x1 conv to 1280 channels (block 17): with it the fused file is 6.4 MB.
+    v2_split: int = 12
+    v2_last: int = 16
+    branches: tuple[str, ...] = ("v1", "v2")  # the exported model averages these branches' logits
+    retrain: bool = False  # train every branch's top even when the cache holds one of the same recipe
     views: int = 8  # cached views per training image: the whole photo + views-1 shelf-slot views
     epochs: int = 20
     views_per_epoch: int = 2  # each image is seen this many times an epoch, each time as a random cached view

@@ -9,10 +9,17 @@ from typing import Any
 import numpy as np
 
 
-def assemble(keras: Any, trunk: Any, top: Any) -> Any:
-    """One model, float image 0..255 in, logits out: the trunk and the fine-tuned top in inference mode."""
-    inp = keras.Input(trunk.input.shape[1:], name="image")
-    return keras.Model(inp, top(trunk(inp, training=False), training=False), name="grocery")
+def assemble(keras: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    """One model, float image 0..255 in, logits out: each (trunk, fine-tuned top) branch in inference mode on
+    the same image, and with more than one branch the mean of their logits.
+
+    Mean of logits, not of log-softmax: the two differ per image by a constant added to every class, so they
+    give the same argmax and the same softmax (hence the same coarse scores); the plain mean needs no
+    LOG_SOFTMAX in the INT8 graph."""
+    inp = keras.Input(pairs[0][0].input.shape[1:], name="image")
+    outs = [top(trunk(inp, training=False), training=False) for trunk, top in pairs]
+    out = outs[0] if len(outs) == 1 else keras.layers.Average(name="fuse")(outs)
+    return keras.Model(inp, out, name="grocery")
 
 
 def to_int8(tf: Any, model: Any, calib: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,20 @@ def cache_key(**parts: Any) -> str:
 
 
 def trunk_features(
-    trunk: Any, data: GroceryData, cache_dir: Path, *, seed: int, views: int, workers: int, key: str, quiet: bool
+    trunk: Any,
+    data: GroceryData,
+    cache_dir: Path,
+    *,
+    seed: int,
+    views: int,
+    workers: int,
+    key: str,
+    quiet: bool,
+    rendered: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(float16 activations [N, views, h, w, c] of train, int32 labels [N]), from the cache when present."""
+    """(float16 activations [N, views, h, w, c] of train, int32 labels [N]), from the cache when present.
+    `rendered`, when given, returns the views (render_views of the same arguments), so that several trunks
+    can share one rendering."""
     size = trunk.input.shape[1]
     shape = (len(data.train), views, *trunk.output.shape[1:])
     path = cache_dir / f"trunk-{key}.f16"
@@ -63,7 +75,10 @@ def trunk_features(
     if path.is_file() and path.stat().st_size == int(np.prod(shape)) * 2:
         return np.fromfile(path, np.float16).reshape(shape), labels
     cache_dir.mkdir(parents=True, exist_ok=True)
-    images = render_views([p for p, _ in data.train], seed, views, size, workers, quiet)
+    if rendered is not None:
+        images = rendered()
+    else:
+        images = render_views([p for p, _ in data.train], seed, views, size, workers, quiet)
     feats = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), "w+", np.float16, shape)
     flat_in = images.reshape(-1, size, size, 3)
     flat_out = feats.reshape(-1, *shape[2:])
