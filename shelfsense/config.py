@@ -80,6 +80,7 @@ class CacheConfig:
     colour_tolerance: int = 10
     key_reuse_threshold: float = 3.0  # grey levels; a slot whose picture moved less keeps its key (0: off)
     confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
+    undecided_margin: float = 0.1  # top-two score gap x sqrt(inferences) under which an answer is re-inferred (0: off)
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
     disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
@@ -323,6 +324,7 @@ def _validate(c: Config) -> None:
     check(c.cache.colour_tolerance >= 0, "cache.colour_tolerance", ">= 0", c.cache.colour_tolerance)
     check(c.cache.key_reuse_threshold >= 0, "cache.key_reuse_threshold", ">= 0", c.cache.key_reuse_threshold)
     check(1 <= c.cache.confirm_inferences <= 100, "cache.confirm_inferences", "1..100", c.cache.confirm_inferences)
+    check(0.0 <= c.cache.undecided_margin <= 1.0, "cache.undecided_margin", "0..1", c.cache.undecided_margin)
     check(c.cache.memory_entries >= 1, "cache.memory_entries", ">= 1", c.cache.memory_entries)
     check(c.cache.disk_entries >= 1, "cache.disk_entries", ">= 1", c.cache.disk_entries)
     check(c.cache.disk_retry_s > 0, "cache.disk_retry_s", "> 0", c.cache.disk_retry_s)

@@ -335,6 +335,42 @@ async def test_confirmations_sample_every_facing_of_a_product_not_the_last_one(t
         await r.close()
 
 
+@pytest.mark.parametrize(("margin", "served"), [(0.3, "miss"), (0.0, "memory")])
+async def test_an_answer_still_undecided_after_its_confirmations_is_inferred_fresh(
+    tmp_path: Path, margin: float, served: str
+) -> None:
+    """A carton the model reads red 0.5 / blue 0.5 beside a green tin it is sure of and a bare shelf. Once its three
+    samples are in, the undecided carton's slot is inferred every frame (as with no cache) and each sample is
+    averaged in, instead of one coin toss being served to it for the answer's lifetime. The decided tin and the
+    empty slot (no texture, no product to decide) are still served from memory; margin 0 turns the rule off."""
+    config = colour_config(tmp_path, {"row": {"grid": {"rows": 1, "cols": 3}}}).replace(
+        cache={"confirm_inferences": 3, "undecided_margin": margin}
+    )
+    bare = np.full((120, 90, 3), 128, np.uint8)
+    tin = np.full((120, 90, 3), (40, 200, 40), np.uint8)
+    cv2.circle(tin, (45, 60), 30, (255, 255, 255), 4)
+    frame = jpeg(np.hstack([_purple(193, 193), tin, bare]), 95)
+    r = await Recognizer.create(config)
+    try:
+        for _ in range(8):  # the first miss, then confirmations after 2 and 4 hits
+            await r.recognize("row", frame)
+            await r.settle()
+        hit = r.cache.lookup_memory(r.hasher.key(cv2.imdecode(np.frombuffer(jpeg(_purple(193, 193), 95), np.uint8), 1)))
+        assert hit is not None and hit.inferences >= 3
+        invokes, inferences = r.pool.invokes, hit.inferences
+        for _ in range(3):
+            res = await r.recognize("row", frame)
+            await r.settle()
+        assert [s.cache for s in res.slots] == [served, "memory", "memory"]
+        assert r.pool.invokes - invokes == (3 if served == "miss" else 0)  # one fresh inference a frame
+        again = r.cache.lookup_memory(
+            r.hasher.key(cv2.imdecode(np.frombuffer(jpeg(_purple(193, 193), 95), np.uint8), 1))
+        )
+        assert again is not None and again.inferences == inferences + (3 if served == "miss" else 0)
+    finally:
+        await r.close()
+
+
 async def test_a_frame_alone_is_prepared_on_the_loop_and_overlapping_or_large_ones_on_the_threads(
     tmp_path: Path,
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -195,7 +196,10 @@ class Recognizer:
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
         else:
-            slots = await self._resolve_frame(boxes, crops, keys)
+            holds = None
+            if looks is not None and self.states is not None:
+                holds = [look.edges >= self.states.rules.empty_edges for look in looks]
+            slots = await self._resolve_frame(boxes, crops, keys, holds)
         if looks is not None and self.states is not None:
             states = self.states.classify(camera_id, looks, [s.score for s in slots])
             for slot, state in zip(slots, states, strict=True):
@@ -248,18 +252,20 @@ class Recognizer:
         return slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
     async def _resolve_frame(
-        self, boxes: tuple[Box, ...], crops: list[np.ndarray], keys: list[PerceptualKey]
+        self, boxes: tuple[Box, ...], crops: list[np.ndarray], keys: list[PerceptualKey], holds: list[bool] | None
     ) -> list[SlotResult]:
         """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
 
         Most frames of a fixed camera are all memory hits. Answering those without a task per slot and a gather
         leaves the frame almost nothing beyond decoding, keys and lookups (docs/benchmarks.md, "Hit path"). The
         order of cache operations is the one the per-slot tasks had: every slot's memory lookup, in slot order,
-        before any disk lookup or inference starts.
+        before any disk lookup or inference starts. `holds` (from the slot-state cues) marks the slots with texture
+        enough to hold a product: an empty facing has no product to decide, so its undecided answer is served.
         """
         assert self.cache is not None
         slots: list[SlotResult | None] = []
         missed: list[tuple[int, float]] = []  # slot, memory lookup ms
+        undecided: list[tuple[int, Hit, float]] = []  # slot, its hit, memory lookup ms
         facings: dict[PerceptualKey, list[tuple[Hit, np.ndarray, PerceptualKey]]] = {}  # by the answer's key
         for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
             t0 = time.perf_counter()
@@ -269,15 +275,51 @@ class Recognizer:
                 slots.append(None)
                 missed.append((i, memory_ms))
                 continue
+            if (holds is None or holds[i]) and self._undecided(hit):
+                slots.append(None)
+                undecided.append((i, hit, memory_ms))
+                continue
             facings.setdefault(hit.key, []).append((hit, crop_bgr, key))
             slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
         for group in facings.values():
             self._confirm_facings(group)
-        if missed:
-            resolved = await asyncio.gather(*(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed))
-            for (i, _), result in zip(missed, resolved, strict=True):
+        if missed or undecided:
+            resolved = await asyncio.gather(
+                *(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed),
+                *(self._reinfer(i, boxes[i], crops[i], hit, ms) for i, hit, ms in undecided),
+            )
+            for i, result in zip([m[0] for m in missed] + [u[0] for u in undecided], resolved, strict=True):
                 slots[i] = result
         return slots  # type: ignore[return-value]  # every None was replaced above
+
+    def _undecided(self, hit: Hit) -> bool:
+        """A confirmed answer whose top two labels are still within noise of each other (cache.undecided_margin).
+
+        Averaging amplifies: a facing the model reads right 60 % of the time is served right every time once its
+        samples agree. But when two products stay neck and neck (a zucchini against an aubergine at 0.28 / 0.27
+        after five samples), the label kept is a coin toss, and it is served to every facing of the product until
+        the answer is re-verified: all of them right or all wrong, where fresh inference gets about half. So such
+        an answer is not served: each slot it answers is inferred fresh, as with no cache, and the sample is
+        averaged in. The margin needed shrinks as 1/sqrt(samples), as the noise of a mean does, so an answer that
+        really leans one way is served again after a few frames; a true tie keeps being inferred.
+        """
+        c = self.config.cache
+        # confirm_inferences = 1 means the first answer stands: no averaging, so nothing to be undecided about.
+        if not c.undecided_margin or c.confirm_inferences == 1 or hit.inferences < c.confirm_inferences:
+            return False
+        if len(hit.prediction) < 2:
+            return False
+        return hit.prediction[0][1] - hit.prediction[1][1] < c.undecided_margin / math.sqrt(hit.inferences)
+
+    async def _reinfer(self, slot: int, box: Box, crop_bgr: np.ndarray, hit: Hit, memory_ms: float) -> SlotResult:
+        """An undecided answer's slot: inferred fresh and averaged in; the cached answer if the pool is full."""
+        assert self.cache is not None
+        try:
+            prediction, inference_ms = await self.pool.classify(crop_bgr)
+        except OverloadedError:  # a hit need not wait for a worker: it is answered as before
+            return slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
+        self.cache.confirm(hit.key, prediction)
+        return slot_result(slot, box, prediction, Tier.MISS, None, memory_ms, inference_ms)
 
     async def _resolve(
         self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey, memory_ms: float
