@@ -21,6 +21,7 @@ last still, learned empty); it is fed from the event loop, one frame of a camera
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,8 +29,18 @@ import cv2
 import numpy as np
 
 from shelfsense.config import Config
+from shelfsense.types import Box
 
-__all__ = ["SlotLook", "SlotState", "SlotStateClassifier", "StateRules", "look_of"]
+__all__ = [
+    "LookMaker",
+    "SlotLook",
+    "SlotState",
+    "SlotStateClassifier",
+    "StateRules",
+    "grey_slots",
+    "look_of",
+    "look_of_grey",
+]
 
 THUMB = (16, 12)  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
 EDGE_WIDTH = 64  # crops are shrunk by a whole factor to 64-127 px wide first, so slot size barely moves the figure
@@ -65,21 +76,90 @@ class StateRules:
     blocked_share: float = 0.75  # share of a camera's slots changing at once that marks the whole frame occluded
 
 
-def look_of(crop_bgr: np.ndarray) -> SlotLook:
-    """The slot's cues, in ~0.05 ms a slot: one whole-factor shrink (OpenCV's fast path), then small images only."""
-    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+def look_of(crop_bgr: np.ndarray, edges: float | None = None) -> SlotLook:
+    """The cues of one BGR crop (see look_of_grey)."""
+    return look_of_grey(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), edges)
+
+
+def look_of_grey(grey: np.ndarray, edges: float | None = None) -> SlotLook:
+    """The cues of a slot's grey picture: one whole-factor shrink (OpenCV's fast path), then small images only.
+
+    `edges`, when given, is the slot's edge share from a picture the caller knows to be the same (see LookMaker),
+    and the edge picture is not computed.
+    """
     h, w = grey.shape
     k = max(1, w // EDGE_WIDTH)
     small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
     thumb = cv2.resize(small, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
     thumb *= 128.0 / max(float(thumb.mean()), 1.0)
+    return SlotLook(thumb, edge_share(small) if edges is None else edges)
+
+
+def edge_share(small: np.ndarray) -> float:
+    """Share of the shrunk grey picture's pixels on an edge (|dx| + |dy| of its 3x3 blur over EDGE_LEVEL)."""
     blurred = cv2.blur(small, (3, 3))
     # Sobel's 3x3 kernel weighs a step of one level per pixel as 4: |gx| + |gy| > 4 * EDGE_LEVEL.
     gradient = cv2.add(
         cv2.convertScaleAbs(cv2.Sobel(blurred, cv2.CV_16S, 1, 0), alpha=0.25),
         cv2.convertScaleAbs(cv2.Sobel(blurred, cv2.CV_16S, 0, 1), alpha=0.25),
     )
-    return SlotLook(thumb, float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size)
+    return float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size
+
+
+def grey_slots(frame_bgr: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
+    """Each slot's grey picture, as views into one grey conversion of the band of frame rows the slots span.
+
+    The same values as converting each slot on its own (the conversion is per pixel), for about a third of the
+    CPU: OpenCV converts a slot's view into the frame row by row (136 px at a time here), ~30 us a slot, while
+    the whole 640x480 frame is one contiguous run of ~90 us (docs/benchmarks.md, "Hit path", third round).
+    """
+    if not boxes:
+        return []
+    top = min(y for _, y, _, _ in boxes)
+    bottom = max(y + h for _, y, _, h in boxes)
+    band = cv2.cvtColor(frame_bgr[top:bottom], cv2.COLOR_BGR2GRAY)
+    return [band[y - top : y - top + h, x : x + w] for x, y, w, h in boxes]
+
+
+class LookMaker:
+    """The looks of a frame's slots, with a slot's edge share carried over while its picture has not changed.
+
+    The edge share is the costly cue (a blur and two Sobels a slot) and changes only when the picture does. The
+    key memo (hashing.KeyMemo) already judges every slot of every frame: while a crop stays within
+    cache.key_reuse_threshold of the picture its key was computed from, that key is reused. The edge share is
+    handled the same way: it is computed from the picture a key is computed from and reused with that key, so
+    it never drifts further from the slot's current picture than the key does. The memo hands out its reference
+    thumbnail with the key; an edge share is reused only while that very reference is the memo's (checked by
+    identity, so a frame prepared on another thread can never pair a new picture with an old share).
+
+    The thumbnail is computed on every frame: motion and occlusion compare it with the previous frame's at a finer
+    grain (4 % of its pixels) than the memo's mean difference can see.
+    """
+
+    def __init__(self, max_slots: int = 4096) -> None:
+        self.max_slots = max_slots
+        self._edges: dict[tuple[str, int], tuple[object, float]] = {}  # slot -> (memo reference, edge share)
+
+    def looks(
+        self,
+        camera_id: str,
+        frame_bgr: np.ndarray,
+        boxes: Sequence[Box],
+        references: Sequence[object | None] | None = None,
+    ) -> list[SlotLook]:
+        """The slots' looks; `references` are the key memo's reference of each slot's key (None: no memo)."""
+        out = []
+        for i, grey in enumerate(grey_slots(frame_bgr, boxes)):
+            slot = (camera_id, i)
+            ref = references[i] if references is not None else None
+            known = self._edges.get(slot) if ref is not None else None
+            look = look_of_grey(grey, known[1] if known is not None and known[0] is ref else None)
+            if ref is not None and (known is None or known[0] is not ref):
+                if len(self._edges) >= self.max_slots and slot not in self._edges:
+                    self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
+                self._edges[slot] = (ref, look.edges)
+            out.append(look)
+        return out
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> float:
