@@ -87,12 +87,54 @@ def look_of_grey(grey: np.ndarray, edges: float | None = None) -> SlotLook:
     `edges`, when given, is the slot's edge share from a picture the caller knows to be the same (see LookMaker),
     and the edge picture is not computed.
     """
-    h, w = grey.shape
-    k = max(1, w // EDGE_WIDTH)
-    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    small = _shrink(grey)
     thumb = cv2.resize(small, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
     thumb *= 128.0 / max(float(thumb.mean()), 1.0)
     return SlotLook(thumb, edge_share(small) if edges is None else edges)
+
+
+def _shrink(grey: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The grey picture shrunk by a whole factor to EDGE_WIDTH-(2*EDGE_WIDTH-1) px wide (into `out` if given)."""
+    h, w = grey.shape
+    k = max(1, w // EDGE_WIDTH)
+    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), dst=out, interpolation=cv2.INTER_AREA)
+    if out is not None and not np.may_share_memory(small, out):  # OpenCV allocated after all: keep `out` whole
+        out[...] = small
+        return out
+    return small
+
+
+def _shrunk_shape(grey: np.ndarray) -> tuple[int, int]:
+    h, w = grey.shape
+    k = max(1, w // EDGE_WIDTH)
+    return h // k, w // k
+
+
+def looks_of_greys(greys: Sequence[np.ndarray], edges: Sequence[float | None]) -> list[SlotLook]:
+    """look_of_grey of every slot (`edges[i]` as there), the same values, with a frame's slots stacked into one
+    array when they shrink to one size: then one thumbnail resize and one normalisation serve them all instead of
+    four small calls a slot.
+
+    Stacked, slot i's thumbnail rows come from its own shrunk rows only, with the same weights, when the shrunk
+    height is a multiple of 3: the area resize's row step (height / 12) is then exact in binary, so every
+    boundary falls where it does for the slot alone (tests/test_slotstate.py and bench/measure_looks.py compare
+    the values). The thumbnail pixels are whole numbers, so their float32 sum is exact in any order.
+    """
+    n = len(greys)
+    shapes = {_shrunk_shape(g) for g in greys}
+    if n < 2 or len(shapes) != 1 or next(iter(shapes))[0] % 3:
+        return [look_of_grey(g, e) for g, e in zip(greys, edges, strict=True)]
+    hs, ws = next(iter(shapes))
+    stack = np.empty((n * hs, ws), np.uint8)
+    smalls = [_shrink(g, stack[i * hs : (i + 1) * hs]) for i, g in enumerate(greys)]
+    thumbs = cv2.resize(stack, (THUMB[0], THUMB[1] * n), interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumbs = thumbs.reshape(n, THUMB[1], THUMB[0])
+    means = thumbs.reshape(n, -1).sum(axis=1) / np.float32(THUMB[0] * THUMB[1])
+    # look_of_grey's `thumb *= python float` multiplies in float32 (NumPy 2 casts the scalar to the array's type).
+    thumbs *= (128.0 / np.maximum(means.astype(np.float64), 1.0)).astype(np.float32)[:, None, None]
+    return [
+        SlotLook(t, edge_share(small) if e is None else e) for t, small, e in zip(thumbs, smalls, edges, strict=True)
+    ]
 
 
 def edge_share(small: np.ndarray) -> float:
@@ -148,18 +190,17 @@ class LookMaker:
         references: Sequence[object | None] | None = None,
     ) -> list[SlotLook]:
         """The slots' looks; `references` are the key memo's reference of each slot's key (None: no memo)."""
-        out = []
-        for i, grey in enumerate(grey_slots(frame_bgr, boxes)):
-            slot = (camera_id, i)
-            ref = references[i] if references is not None else None
-            known = self._edges.get(slot) if ref is not None else None
-            look = look_of_grey(grey, known[1] if known is not None and known[0] is ref else None)
-            if ref is not None and (known is None or known[0] is not ref):
+        refs = list(references) if references is not None else [None] * len(boxes)
+        slots = [(camera_id, i) for i in range(len(boxes))]
+        known = [self._edges.get(slot) if ref is not None else None for slot, ref in zip(slots, refs, strict=True)]
+        carried = [k[1] if k is not None and k[0] is ref else None for k, ref in zip(known, refs, strict=True)]
+        looks = looks_of_greys(grey_slots(frame_bgr, boxes), carried)
+        for slot, ref, edges, look in zip(slots, refs, carried, looks, strict=True):
+            if ref is not None and edges is None:
                 if len(self._edges) >= self.max_slots and slot not in self._edges:
                     self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
                 self._edges[slot] = (ref, look.edges)
-            out.append(look)
-        return out
+        return looks
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> float:
@@ -167,20 +208,32 @@ def changed(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(np.abs(a - b) > DIFF_LEVEL)) / a.size
 
 
-@dataclass(slots=True)
 class _Memory:
-    previous: np.ndarray | None = None
-    still: np.ndarray | None = None  # the last look that had not moved since the frame before
-    empty: np.ndarray | None = None  # the last still look judged empty
+    """One camera's remembered thumbnails, every slot's in one array, and which of them have been seen yet."""
+
+    PREVIOUS, STILL, EMPTY = 0, 1, 2  # the last look; the last that had not moved; the last still one judged empty
+
+    def __init__(self, n: int) -> None:
+        self.thumbs = np.zeros((3, n, THUMB[1], THUMB[0]), np.float32)
+        self.seen = np.zeros((3, n), bool)
+
+    def shares(self, thumbs: np.ndarray) -> np.ndarray:
+        """changed() of every slot against each of its three thumbnails at once: (3, slots)."""
+        over = np.abs(self.thumbs - thumbs) > DIFF_LEVEL
+        return np.count_nonzero(over.reshape(3, thumbs.shape[0], -1), axis=2) / (THUMB[0] * THUMB[1])
 
 
 class SlotStateClassifier:
-    """Per-frame slot states from the looks of a camera's slots and their top scores."""
+    """Per-frame slot states from the looks of a camera's slots and their top scores.
+
+    A frame's slots are judged together, as arrays: the rules are per slot, and a dozen numpy calls a frame cost
+    less than three or four a slot (docs/benchmarks.md, "Hit path", third round).
+    """
 
     def __init__(self, rules: StateRules, max_cameras: int = 64) -> None:
         self.rules = rules
         self.max_cameras = max_cameras
-        self._memory: OrderedDict[str, list[_Memory]] = OrderedDict()  # per camera, least recently seen first
+        self._memory: OrderedDict[str, _Memory] = OrderedDict()  # per camera, least recently seen first
 
     @classmethod
     def from_config(cls, config: Config) -> SlotStateClassifier:
@@ -192,36 +245,34 @@ class SlotStateClassifier:
         return cls(rules, len(config.cameras) + config.server.max_cameras)
 
     def classify(self, camera: str, looks: list[SlotLook], scores: list[float]) -> list[SlotState]:
-        memories = self._memory.pop(camera, None)
-        if memories is None or len(memories) != len(looks):
-            memories = [_Memory() for _ in looks]
-        self._memory[camera] = memories
+        n = len(looks)
+        m = self._memory.pop(camera, None)
+        if m is None or m.seen.shape[1] != n:
+            m = _Memory(n)
+        self._memory[camera] = m
         while len(self._memory) > self.max_cameras:  # a stream of made-up camera ids cannot grow memory
             self._memory.popitem(last=False)
-        if len(looks) >= 4 and self._frame_blocked(memories, looks):
+        if n == 0:
+            return []
+        r, thumbs = self.rules, np.stack([look.thumb for look in looks])
+        previous, still, empty = m.seen & (m.shares(thumbs) <= r.changed_share)  # each: like that look
+        if n >= 4 and m.seen[m.STILL].all() and np.count_nonzero(~still) >= r.blocked_share * n:
             # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the lens,
             # the lights, the mount knocked. Nothing is learned from such a frame.
-            return [SlotState.OCCLUDED] * len(looks)
-        return [self._one(m, look, score) for m, look, score in zip(memories, looks, scores, strict=True)]
-
-    def _frame_blocked(self, memories: list[_Memory], looks: list[SlotLook]) -> bool:
-        share = self.rules.changed_share
-        if any(m.still is None for m in memories):
-            return False
-        moved = sum(changed(look.thumb, m.still) > share for m, look in zip(memories, looks, strict=True))
-        return moved >= self.rules.blocked_share * len(looks)
-
-    def _one(self, m: _Memory, look: SlotLook, score: float) -> SlotState:
-        r = self.rules
-        moving = m.previous is not None and changed(look.thumb, m.previous) > r.changed_share
-        learned_empty = m.empty is not None and changed(look.thumb, m.empty) <= r.changed_share
+            return [SlotState.OCCLUDED] * n
+        moving = m.seen[m.PREVIOUS] & ~previous
         # A look seen still before (the last one, or the slot's empty shelf) is no occluder, even right after motion.
-        known = learned_empty or (m.still is not None and changed(look.thumb, m.still) <= r.changed_share)
-        m.previous = look.thumb
-        if moving and not known:
-            return SlotState.OCCLUDED
-        m.still = look.thumb
-        if learned_empty or look.edges < r.empty_edges:
-            m.empty = look.thumb
-            return SlotState.EMPTY
-        return SlotState.UNKNOWN if score < r.unknown_below else SlotState.PRODUCT
+        occluded = moving & ~(empty | still)
+        m.thumbs[m.PREVIOUS], m.seen[m.PREVIOUS] = thumbs, True
+        now_still = ~occluded
+        m.thumbs[m.STILL, now_still], m.seen[m.STILL, now_still] = thumbs[now_still], True
+        now_empty = now_still & (empty | (np.array([look.edges for look in looks]) < r.empty_edges))
+        m.thumbs[m.EMPTY, now_empty], m.seen[m.EMPTY, now_empty] = thumbs[now_empty], True
+        return [
+            SlotState.OCCLUDED
+            if o
+            else SlotState.EMPTY
+            if e
+            else (SlotState.UNKNOWN if score < r.unknown_below else SlotState.PRODUCT)
+            for o, e, score in zip(occluded.tolist(), now_empty.tolist(), scores, strict=True)
+        ]
