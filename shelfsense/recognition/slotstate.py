@@ -45,6 +45,7 @@ __all__ = [
 THUMB = (16, 12)  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
 EDGE_WIDTH = 64  # crops are shrunk by a whole factor to 64-127 px wide first, so slot size barely moves the figure
 EDGE_LEVEL = 10  # grey levels per pixel (|dx| + |dy| of the 3x3-blurred image) that count as an edge
+SERIAL_PIXELS = 1 << 16  # grey_slots converts at most this many pixels a call: see there
 DIFF_LEVEL = 32.0  # a thumbnail pixel differing by more than this (of ~128 mean) counts as changed
 
 
@@ -159,7 +160,13 @@ def grey_slots(frame_bgr: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
         return []
     top = min(y for _, y, _, _ in boxes)
     bottom = max(y + h for _, y, _, h in boxes)
-    band = cv2.cvtColor(frame_bgr[top:bottom], cv2.COLOR_BGR2GRAY)
+    band = np.empty((bottom - top, frame_bgr.shape[1]), np.uint8)
+    # OpenCV hands a conversion of over ~1.5 * 2**16 pixels to its worker threads: on a busy box their wake-ups and
+    # spin-waits cost more process CPU than the split saves (the bench's all-hit frames then used more CPU than
+    # wall time). Chunks of at most 2**16 pixels run on the calling thread.
+    rows = max(1, SERIAL_PIXELS // frame_bgr.shape[1])
+    for r in range(0, bottom - top, rows):
+        cv2.cvtColor(frame_bgr[top + r : min(top + r + rows, bottom)], cv2.COLOR_BGR2GRAY, dst=band[r : r + rows])
     return [band[y - top : y - top + h, x : x + w] for x, y, w, h in boxes]
 
 
