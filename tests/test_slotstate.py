@@ -1,5 +1,5 @@
-"""Slot cues and states: the frame-level paths (one grey band, stacked thumbnails, carried edge shares, the
-classifier's slots judged together) give what the per-slot definitions give."""
+"""Slot cues and states: the frame-level paths (one grey band, stacked thumbnails, carried edge shares) give what
+the per-slot definitions give, and the classifier's rules hold for a frame's slots."""
 
 from __future__ import annotations
 

@@ -215,32 +215,20 @@ def changed(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(np.abs(a - b) > DIFF_LEVEL)) / a.size
 
 
+@dataclass(slots=True)
 class _Memory:
-    """One camera's remembered thumbnails, every slot's in one array, and which of them have been seen yet."""
-
-    PREVIOUS, STILL, EMPTY = 0, 1, 2  # the last look; the last that had not moved; the last still one judged empty
-
-    def __init__(self, n: int) -> None:
-        self.thumbs = np.zeros((3, n, THUMB[1], THUMB[0]), np.float32)
-        self.seen = np.zeros((3, n), bool)
-
-    def shares(self, thumbs: np.ndarray) -> np.ndarray:
-        """changed() of every slot against each of its three thumbnails at once: (3, slots)."""
-        over = np.abs(self.thumbs - thumbs) > DIFF_LEVEL
-        return np.count_nonzero(over.reshape(3, thumbs.shape[0], -1), axis=2) / (THUMB[0] * THUMB[1])
+    previous: np.ndarray | None = None
+    still: np.ndarray | None = None  # the last look that had not moved since the frame before
+    empty: np.ndarray | None = None  # the last still look judged empty
 
 
 class SlotStateClassifier:
-    """Per-frame slot states from the looks of a camera's slots and their top scores.
-
-    A frame's slots are judged together, as arrays: the rules are per slot, and a dozen numpy calls a frame cost
-    less than three or four a slot (docs/benchmarks.md, "Hit path", third round).
-    """
+    """Per-frame slot states from the looks of a camera's slots and their top scores."""
 
     def __init__(self, rules: StateRules, max_cameras: int = 64) -> None:
         self.rules = rules
         self.max_cameras = max_cameras
-        self._memory: OrderedDict[str, _Memory] = OrderedDict()  # per camera, least recently seen first
+        self._memory: OrderedDict[str, list[_Memory]] = OrderedDict()  # per camera, least recently seen first
 
     @classmethod
     def from_config(cls, config: Config) -> SlotStateClassifier:
@@ -252,34 +240,36 @@ class SlotStateClassifier:
         return cls(rules, len(config.cameras) + config.server.max_cameras)
 
     def classify(self, camera: str, looks: list[SlotLook], scores: list[float]) -> list[SlotState]:
-        n = len(looks)
-        m = self._memory.pop(camera, None)
-        if m is None or m.seen.shape[1] != n:
-            m = _Memory(n)
-        self._memory[camera] = m
+        memories = self._memory.pop(camera, None)
+        if memories is None or len(memories) != len(looks):
+            memories = [_Memory() for _ in looks]
+        self._memory[camera] = memories
         while len(self._memory) > self.max_cameras:  # a stream of made-up camera ids cannot grow memory
             self._memory.popitem(last=False)
-        if n == 0:
-            return []
-        r, thumbs = self.rules, np.stack([look.thumb for look in looks])
-        previous, still, empty = m.seen & (m.shares(thumbs) <= r.changed_share)  # each: like that look
-        if n >= 4 and m.seen[m.STILL].all() and np.count_nonzero(~still) >= r.blocked_share * n:
+        if len(looks) >= 4 and self._frame_blocked(memories, looks):
             # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the lens,
             # the lights, the mount knocked. Nothing is learned from such a frame.
-            return [SlotState.OCCLUDED] * n
-        moving = m.seen[m.PREVIOUS] & ~previous
+            return [SlotState.OCCLUDED] * len(looks)
+        return [self._one(m, look, score) for m, look, score in zip(memories, looks, scores, strict=True)]
+
+    def _frame_blocked(self, memories: list[_Memory], looks: list[SlotLook]) -> bool:
+        share = self.rules.changed_share
+        if any(m.still is None for m in memories):
+            return False
+        moved = sum(changed(look.thumb, m.still) > share for m, look in zip(memories, looks, strict=True))
+        return moved >= self.rules.blocked_share * len(looks)
+
+    def _one(self, m: _Memory, look: SlotLook, score: float) -> SlotState:
+        r = self.rules
+        moving = m.previous is not None and changed(look.thumb, m.previous) > r.changed_share
+        learned_empty = m.empty is not None and changed(look.thumb, m.empty) <= r.changed_share
         # A look seen still before (the last one, or the slot's empty shelf) is no occluder, even right after motion.
-        occluded = moving & ~(empty | still)
-        m.thumbs[m.PREVIOUS], m.seen[m.PREVIOUS] = thumbs, True
-        now_still = ~occluded
-        m.thumbs[m.STILL, now_still], m.seen[m.STILL, now_still] = thumbs[now_still], True
-        now_empty = now_still & (empty | (np.array([look.edges for look in looks]) < r.empty_edges))
-        m.thumbs[m.EMPTY, now_empty], m.seen[m.EMPTY, now_empty] = thumbs[now_empty], True
-        return [
-            SlotState.OCCLUDED
-            if o
-            else SlotState.EMPTY
-            if e
-            else (SlotState.UNKNOWN if score < r.unknown_below else SlotState.PRODUCT)
-            for o, e, score in zip(occluded.tolist(), now_empty.tolist(), scores, strict=True)
-        ]
+        known = learned_empty or (m.still is not None and changed(look.thumb, m.still) <= r.changed_share)
+        m.previous = look.thumb
+        if moving and not known:
+            return SlotState.OCCLUDED
+        m.still = look.thumb
+        if learned_empty or look.edges < r.empty_edges:
+            m.empty = look.thumb
+            return SlotState.EMPTY
+        return SlotState.UNKNOWN if score < r.unknown_below else SlotState.PRODUCT
