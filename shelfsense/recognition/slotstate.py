@@ -246,25 +246,37 @@ class SlotStateClassifier:
         self._memory[camera] = memories
         while len(self._memory) > self.max_cameras:  # a stream of made-up camera ids cannot grow memory
             self._memory.popitem(last=False)
-        if len(looks) >= 4 and self._frame_blocked(memories, looks):
-            # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the lens,
-            # the lights, the mount knocked. Nothing is learned from such a frame.
-            return [SlotState.OCCLUDED] * len(looks)
-        return [self._one(m, look, score) for m, look, score in zip(memories, looks, scores, strict=True)]
+        from_still = self._from_still(memories, looks)
+        if from_still is not None and len(looks) >= 4:
+            moved = sum(share > self.rules.changed_share for share in from_still)
+            if moved >= self.rules.blocked_share * len(looks):
+                # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the
+                # lens, the lights, the mount knocked. Nothing is learned from such a frame.
+                return [SlotState.OCCLUDED] * len(looks)
+        shares = from_still or [None] * len(looks)
+        return [self._one(*slot) for slot in zip(memories, looks, scores, shares, strict=True)]
 
-    def _frame_blocked(self, memories: list[_Memory], looks: list[SlotLook]) -> bool:
-        share = self.rules.changed_share
+    @staticmethod
+    def _from_still(memories: list[_Memory], looks: list[SlotLook]) -> list[float] | None:
+        """Every slot's change from its last still look, once every slot has one."""
         if any(m.still is None for m in memories):
-            return False
-        moved = sum(changed(look.thumb, m.still) > share for m, look in zip(memories, looks, strict=True))
-        return moved >= self.rules.blocked_share * len(looks)
+            return None
+        return [changed(look.thumb, m.still) for m, look in zip(memories, looks, strict=True)]
 
-    def _one(self, m: _Memory, look: SlotLook, score: float) -> SlotState:
+    def _one(self, m: _Memory, look: SlotLook, score: float, from_still: float | None) -> SlotState:
         r = self.rules
-        moving = m.previous is not None and changed(look.thumb, m.previous) > r.changed_share
+        if from_still is None and m.still is not None:
+            from_still = changed(look.thumb, m.still)
+        # After a still frame the previous look is the still one (the same array): one comparison serves both, which
+        # halves the comparisons of a quiet shelf (changed() is a pure function of the two thumbnails).
+        if m.previous is m.still:
+            from_previous = from_still
+        else:
+            from_previous = changed(look.thumb, m.previous) if m.previous is not None else None
+        moving = from_previous is not None and from_previous > r.changed_share
         learned_empty = m.empty is not None and changed(look.thumb, m.empty) <= r.changed_share
         # A look seen still before (the last one, or the slot's empty shelf) is no occluder, even right after motion.
-        known = learned_empty or (m.still is not None and changed(look.thumb, m.still) <= r.changed_share)
+        known = learned_empty or (from_still is not None and from_still <= r.changed_share)
         m.previous = look.thumb
         if moving and not known:
             return SlotState.OCCLUDED
