@@ -49,17 +49,20 @@ def footage_rows(footage: Path) -> list[str]:
     before, after = SlotStateClassifier(rules), SlotStateClassifier(rules)
     frames = slots = reused = thumbs_differ = recomputed_differ = flips = states_differ = 0
     gaps: list[float] = []
+    last_refs: list[object | None] = []
     for f in setup.open():
         frame = decode_frame(f.data)
         boxes, crops = slot_crops(frame, camera, copy=False)
         refs = [memo.key_and_reference((setup.camera, i), c)[1] for i, c in enumerate(crops)]
-        known = [maker._edges.get((setup.camera, i)) for i in range(len(crops))]
+        # LookMaker reuses a slot's share while the memo's reference is the one it stored the share with: the
+        # previous frame's, since a new reference always gets its share computed and stored.
+        carried_now = [i < len(last_refs) and r is not None and r is last_refs[i] for i, r in enumerate(refs)]
+        last_refs = refs
         new = maker.looks(setup.camera, frame, boxes, refs)
         old = [look_of(c) for c in crops]
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
             thumbs_differ += not np.array_equal(a.thumb, b.thumb)
-            carried = known[i] is not None and known[i][0] is refs[i]
-            if carried:
+            if carried_now[i]:
                 reused += 1
                 gaps.append(abs(a.edges - b.edges))
                 flips += (a.edges < rules.empty_edges) != (b.edges < rules.empty_edges)

@@ -154,7 +154,8 @@ def grey_slots(frame_bgr: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
 
     The same values as converting each slot on its own (the conversion is per pixel), for about a third of the
     CPU: OpenCV converts a slot's view into the frame row by row (136 px at a time here), ~30 us a slot, while
-    the whole 640x480 frame is one contiguous run of ~90 us (docs/benchmarks.md, "Hit path", third round).
+    the 640x407 band of 8 slots is a few contiguous runs of ~90 us together (docs/benchmarks.md, "Hit path",
+    third round).
     """
     if not boxes:
         return []
@@ -253,7 +254,7 @@ class SlotStateClassifier:
                 # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the
                 # lens, the lights, the mount knocked. Nothing is learned from such a frame.
                 return [SlotState.OCCLUDED] * len(looks)
-        shares = from_still or [None] * len(looks)
+        shares: list[float | None] = list(from_still) if from_still is not None else [None] * len(looks)
         return [self._one(*slot) for slot in zip(memories, looks, scores, shares, strict=True)]
 
     @staticmethod
