@@ -282,16 +282,24 @@ class KeyMemo:
         self._slots: dict[tuple[str, int], tuple[np.ndarray, PerceptualKey]] = {}
 
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
+        return self.key_and_reference(slot, crop_bgr)[0]
+
+    def key_and_reference(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> tuple[PerceptualKey, object | None]:
+        """The key and the memo's reference: one object for as long as the key is reused (None: memo off).
+
+        Other per-slot figures computed from the same picture as the key (slotstate.LookMaker's edge share) are
+        reused while the reference is the same object.
+        """
         if self.threshold <= 0:
-            return self.hasher.key(crop_bgr)
+            return self.hasher.key(crop_bgr), None
         small = memo_thumbnail(_check_crop(crop_bgr), self.SIZE)
         known = self._slots.get(slot)
         # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute difference,
         # the same float as absdiff().mean(), without the temporary array: ~1 us instead of ~10.
         if known is not None and cv2.norm(small, known[0], cv2.NORM_L1) / small.size <= self.threshold:
-            return known[1]
+            return known[1], known[0]
         key = self.hasher.key(crop_bgr)
         if len(self._slots) >= self.max_slots and slot not in self._slots:
             self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
         self._slots[slot] = (small, key)
-        return key
+        return key, small

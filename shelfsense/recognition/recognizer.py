@@ -29,7 +29,7 @@ from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, look_of
+from shelfsense.recognition.slotstate import LookMaker, SlotLook, SlotStateClassifier
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -85,6 +85,7 @@ class Recognizer:
         self.confirm_failures = 0
         self.reverify = ReverifySchedule(config.cache)  # issue 12: confirmed answers are re-inferred now and then
         self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
+        self.looks = LookMaker()
         # Set by the service while the device runs hot (service/thermal.py): no new background confirmations.
         self.background_paused = False
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
@@ -241,10 +242,15 @@ class Recognizer:
         # Views: keys and cues read them in place; _maybe_confirm copies what outlives this frame.
         boxes, crops = slot_crops(frame, camera, copy=False)
         t1 = time.perf_counter()
-        keys = None
+        keys: list[PerceptualKey] | None = None
+        refs: list[object | None] | None = None  # the key memo's reference of each key: see LookMaker
         if self.cache is not None:
-            keys = [self.keys.key((camera.id, i), c) for i, c in enumerate(crops)]
-        looks = [look_of(c) for c in crops] if self.states is not None else None
+            keys, refs = [], []
+            for i, c in enumerate(crops):
+                key, ref = self.keys.key_and_reference((camera.id, i), c)
+                keys.append(key)
+                refs.append(ref)
+        looks = self.looks.looks(camera.id, frame, boxes, refs) if self.states is not None else None
         return _Prepared(width, height, boxes, crops, keys, looks, (t1 - t0) * 1000.0, _ms(t1))
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:

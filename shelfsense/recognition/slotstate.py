@@ -21,6 +21,7 @@ last still, learned empty); it is fed from the event loop, one frame of a camera
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,12 +29,23 @@ import cv2
 import numpy as np
 
 from shelfsense.config import Config
+from shelfsense.types import Box
 
-__all__ = ["SlotLook", "SlotState", "SlotStateClassifier", "StateRules", "look_of"]
+__all__ = [
+    "LookMaker",
+    "SlotLook",
+    "SlotState",
+    "SlotStateClassifier",
+    "StateRules",
+    "grey_slots",
+    "look_of",
+    "look_of_grey",
+]
 
 THUMB = (16, 12)  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
 EDGE_WIDTH = 64  # crops are shrunk by a whole factor to 64-127 px wide first, so slot size barely moves the figure
 EDGE_LEVEL = 10  # grey levels per pixel (|dx| + |dy| of the 3x3-blurred image) that count as an edge
+SERIAL_PIXELS = 1 << 16  # grey_slots converts at most this many pixels a call: see there
 DIFF_LEVEL = 32.0  # a thumbnail pixel differing by more than this (of ~128 mean) counts as changed
 
 
@@ -65,21 +77,138 @@ class StateRules:
     blocked_share: float = 0.75  # share of a camera's slots changing at once that marks the whole frame occluded
 
 
-def look_of(crop_bgr: np.ndarray) -> SlotLook:
-    """The slot's cues, in ~0.05 ms a slot: one whole-factor shrink (OpenCV's fast path), then small images only."""
-    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    h, w = grey.shape
-    k = max(1, w // EDGE_WIDTH)
-    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+def look_of(crop_bgr: np.ndarray, edges: float | None = None) -> SlotLook:
+    """The cues of one BGR crop (see look_of_grey)."""
+    return look_of_grey(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), edges)
+
+
+def look_of_grey(grey: np.ndarray, edges: float | None = None) -> SlotLook:
+    """The cues of a slot's grey picture: one whole-factor shrink (OpenCV's fast path), then small images only.
+
+    `edges`, when given, is the slot's edge share from a picture the caller knows to be the same (see LookMaker),
+    and the edge picture is not computed.
+    """
+    small = _shrink(grey)
     thumb = cv2.resize(small, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
     thumb *= 128.0 / max(float(thumb.mean()), 1.0)
+    return SlotLook(thumb, edge_share(small) if edges is None else edges)
+
+
+def _shrink(grey: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The grey picture shrunk by a whole factor to EDGE_WIDTH-(2*EDGE_WIDTH-1) px wide (into `out` if given)."""
+    h, w = grey.shape
+    k = max(1, w // EDGE_WIDTH)
+    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), dst=out, interpolation=cv2.INTER_AREA)
+    if out is not None and not np.may_share_memory(small, out):  # OpenCV allocated after all: keep `out` whole
+        out[...] = small
+        return out
+    return small
+
+
+def _shrunk_shape(grey: np.ndarray) -> tuple[int, int]:
+    h, w = grey.shape
+    k = max(1, w // EDGE_WIDTH)
+    return h // k, w // k
+
+
+def looks_of_greys(greys: Sequence[np.ndarray], edges: Sequence[float | None]) -> list[SlotLook]:
+    """look_of_grey of every slot (`edges[i]` as there), the same values, with a frame's slots stacked into one
+    array when they shrink to one size: then one thumbnail resize and one normalisation serve them all instead of
+    four small calls a slot.
+
+    Stacked, slot i's thumbnail rows come from its own shrunk rows only, with the same weights, when the shrunk
+    height is a multiple of 3: the area resize's row step (height / 12) is then exact in binary, so every
+    boundary falls where it does for the slot alone (tests/test_slotstate.py and bench/measure_looks.py compare
+    the values). The thumbnail pixels are whole numbers, so their float32 sum is exact in any order.
+    """
+    n = len(greys)
+    shapes = {_shrunk_shape(g) for g in greys}
+    if n < 2 or len(shapes) != 1 or next(iter(shapes))[0] % 3:
+        return [look_of_grey(g, e) for g, e in zip(greys, edges, strict=True)]
+    hs, ws = next(iter(shapes))
+    stack = np.empty((n * hs, ws), np.uint8)
+    smalls = [_shrink(g, stack[i * hs : (i + 1) * hs]) for i, g in enumerate(greys)]
+    thumbs = cv2.resize(stack, (THUMB[0], THUMB[1] * n), interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumbs = thumbs.reshape(n, THUMB[1], THUMB[0])
+    means = thumbs.reshape(n, -1).sum(axis=1) / np.float32(THUMB[0] * THUMB[1])
+    # look_of_grey's `thumb *= python float` multiplies in float32 (NumPy 2 casts the scalar to the array's type).
+    thumbs *= (128.0 / np.maximum(means.astype(np.float64), 1.0)).astype(np.float32)[:, None, None]
+    return [
+        SlotLook(t, edge_share(small) if e is None else e) for t, small, e in zip(thumbs, smalls, edges, strict=True)
+    ]
+
+
+def edge_share(small: np.ndarray) -> float:
+    """Share of the shrunk grey picture's pixels on an edge (|dx| + |dy| of its 3x3 blur over EDGE_LEVEL)."""
     blurred = cv2.blur(small, (3, 3))
     # Sobel's 3x3 kernel weighs a step of one level per pixel as 4: |gx| + |gy| > 4 * EDGE_LEVEL.
     gradient = cv2.add(
         cv2.convertScaleAbs(cv2.Sobel(blurred, cv2.CV_16S, 1, 0), alpha=0.25),
         cv2.convertScaleAbs(cv2.Sobel(blurred, cv2.CV_16S, 0, 1), alpha=0.25),
     )
-    return SlotLook(thumb, float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size)
+    return float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size
+
+
+def grey_slots(frame_bgr: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
+    """Each slot's grey picture, as views into one grey conversion of the band of frame rows the slots span.
+
+    The same values as converting each slot on its own (the conversion is per pixel), for about a third of the
+    CPU: OpenCV converts a slot's view into the frame row by row (136 px at a time here), ~30 us a slot, while
+    the 640x407 band of 8 slots is a few contiguous runs of ~90 us together (docs/benchmarks.md, "Hit path",
+    third round).
+    """
+    if not boxes:
+        return []
+    top = min(y for _, y, _, _ in boxes)
+    bottom = max(y + h for _, y, _, h in boxes)
+    band = np.empty((bottom - top, frame_bgr.shape[1]), np.uint8)
+    # OpenCV hands a conversion of over ~1.5 * 2**16 pixels to its worker threads: on a busy box their wake-ups and
+    # spin-waits cost more process CPU than the split saves (the bench's all-hit frames then used more CPU than
+    # wall time). Chunks of at most 2**16 pixels run on the calling thread.
+    rows = max(1, SERIAL_PIXELS // frame_bgr.shape[1])
+    for r in range(0, bottom - top, rows):
+        cv2.cvtColor(frame_bgr[top + r : min(top + r + rows, bottom)], cv2.COLOR_BGR2GRAY, dst=band[r : r + rows])
+    return [band[y - top : y - top + h, x : x + w] for x, y, w, h in boxes]
+
+
+class LookMaker:
+    """The looks of a frame's slots, with a slot's edge share carried over while its picture has not changed.
+
+    The edge share is the costly cue (a blur and two Sobels a slot) and changes only when the picture does. The
+    key memo (hashing.KeyMemo) already judges every slot of every frame: while a crop stays within
+    cache.key_reuse_threshold of the picture its key was computed from, that key is reused. The edge share is
+    handled the same way: it is computed from the picture a key is computed from and reused with that key, so
+    it never drifts further from the slot's current picture than the key does. The memo hands out its reference
+    thumbnail with the key; an edge share is reused only while that very reference is the memo's (checked by
+    identity, so a frame prepared on another thread can never pair a new picture with an old share).
+
+    The thumbnail is computed on every frame: motion and occlusion compare it with the previous frame's at a finer
+    grain (4 % of its pixels) than the memo's mean difference can see.
+    """
+
+    def __init__(self, max_slots: int = 4096) -> None:
+        self.max_slots = max_slots
+        self._edges: dict[tuple[str, int], tuple[object, float]] = {}  # slot -> (memo reference, edge share)
+
+    def looks(
+        self,
+        camera_id: str,
+        frame_bgr: np.ndarray,
+        boxes: Sequence[Box],
+        references: Sequence[object | None] | None = None,
+    ) -> list[SlotLook]:
+        """The slots' looks; `references` are the key memo's reference of each slot's key (None: no memo)."""
+        refs = list(references) if references is not None else [None] * len(boxes)
+        slots = [(camera_id, i) for i in range(len(boxes))]
+        known = [self._edges.get(slot) if ref is not None else None for slot, ref in zip(slots, refs, strict=True)]
+        carried = [k[1] if k is not None and k[0] is ref else None for k, ref in zip(known, refs, strict=True)]
+        looks = looks_of_greys(grey_slots(frame_bgr, boxes), carried)
+        for slot, ref, edges, look in zip(slots, refs, carried, looks, strict=True):
+            if ref is not None and edges is None:
+                if len(self._edges) >= self.max_slots and slot not in self._edges:
+                    self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
+                self._edges[slot] = (ref, look.edges)
+        return looks
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,25 +247,37 @@ class SlotStateClassifier:
         self._memory[camera] = memories
         while len(self._memory) > self.max_cameras:  # a stream of made-up camera ids cannot grow memory
             self._memory.popitem(last=False)
-        if len(looks) >= 4 and self._frame_blocked(memories, looks):
-            # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the lens,
-            # the lights, the mount knocked. Nothing is learned from such a frame.
-            return [SlotState.OCCLUDED] * len(looks)
-        return [self._one(m, look, score) for m, look, score in zip(memories, looks, scores, strict=True)]
+        from_still = self._from_still(memories, looks)
+        if from_still is not None and len(looks) >= 4:
+            moved = sum(share > self.rules.changed_share for share in from_still)
+            if moved >= self.rules.blocked_share * len(looks):
+                # A shelf changes one facing at a time; most of them changing at once is the camera: a hand on the
+                # lens, the lights, the mount knocked. Nothing is learned from such a frame.
+                return [SlotState.OCCLUDED] * len(looks)
+        shares: list[float | None] = list(from_still) if from_still is not None else [None] * len(looks)
+        return [self._one(*slot) for slot in zip(memories, looks, scores, shares, strict=True)]
 
-    def _frame_blocked(self, memories: list[_Memory], looks: list[SlotLook]) -> bool:
-        share = self.rules.changed_share
+    @staticmethod
+    def _from_still(memories: list[_Memory], looks: list[SlotLook]) -> list[float] | None:
+        """Every slot's change from its last still look, once every slot has one."""
         if any(m.still is None for m in memories):
-            return False
-        moved = sum(changed(look.thumb, m.still) > share for m, look in zip(memories, looks, strict=True))
-        return moved >= self.rules.blocked_share * len(looks)
+            return None
+        return [changed(look.thumb, m.still) for m, look in zip(memories, looks, strict=True)]
 
-    def _one(self, m: _Memory, look: SlotLook, score: float) -> SlotState:
+    def _one(self, m: _Memory, look: SlotLook, score: float, from_still: float | None) -> SlotState:
         r = self.rules
-        moving = m.previous is not None and changed(look.thumb, m.previous) > r.changed_share
+        if from_still is None and m.still is not None:
+            from_still = changed(look.thumb, m.still)
+        # After a still frame the previous look is the still one (the same array): one comparison serves both, which
+        # halves the comparisons of a quiet shelf (changed() is a pure function of the two thumbnails).
+        if m.previous is m.still:
+            from_previous = from_still
+        else:
+            from_previous = changed(look.thumb, m.previous) if m.previous is not None else None
+        moving = from_previous is not None and from_previous > r.changed_share
         learned_empty = m.empty is not None and changed(look.thumb, m.empty) <= r.changed_share
         # A look seen still before (the last one, or the slot's empty shelf) is no occluder, even right after motion.
-        known = learned_empty or (m.still is not None and changed(look.thumb, m.still) <= r.changed_share)
+        known = learned_empty or (from_still is not None and from_still <= r.changed_share)
         m.previous = look.thumb
         if moving and not known:
             return SlotState.OCCLUDED

@@ -1,0 +1,155 @@
+"""Slot cues and states: the frame-level paths (one grey band, stacked thumbnails, carried edge shares) give what
+the per-slot definitions give, and the classifier's rules hold for a frame's slots."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from shelfsense.recognition.hashing import Hasher, KeyMemo
+from shelfsense.recognition.slotstate import (
+    THUMB,
+    LookMaker,
+    SlotLook,
+    SlotState,
+    SlotStateClassifier,
+    StateRules,
+    grey_slots,
+    look_of,
+    looks_of_greys,
+)
+from tests.shelfframes import back, product
+
+# 2x4 slots of the synthetic footage (odd rows: the grey band must not assume even offsets) and other layouts.
+FOOTAGE_BOXES = [(36 + 144 * c, 35 + 221 * r, 136, 186) for r in range(2) for c in range(4)]
+LAYOUTS = {
+    "footage 2x4": FOOTAGE_BOXES,
+    "shrunk height not a multiple of 3": [(10 + 150 * c, 20, 140, 100) for c in range(4)],
+    "mixed sizes": [(0, 0, 200, 150), (210, 3, 90, 301), (320, 41, 64, 64), (400, 200, 239, 279)],
+    "one slot": [(5, 7, 300, 400)],
+    "whole frame": [(0, 0, 640, 480)],
+}
+
+
+def textured_frame(seed: int) -> np.ndarray:
+    """A 640x480 frame with texture at every scale: noise, blurred noise and flat patches."""
+    rng = np.random.default_rng(seed)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 2.5)
+    frame[::3] = rng.integers(0, 256, (160, 640, 3), dtype=np.uint8)
+    frame[200:300, 100:400] = (90, 120, 150)
+    return frame
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_frame_level_looks_equal_each_slot_looked_at_alone(layout: str) -> None:
+    boxes = LAYOUTS[layout]
+    for seed in range(3):
+        frame = textured_frame(seed)
+        crops = [frame[y : y + h, x : x + w] for x, y, w, h in boxes]
+        greys = grey_slots(frame, boxes)
+        for crop, grey in zip(crops, greys, strict=True):
+            assert np.array_equal(grey, cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY))
+        alone = [look_of(c) for c in crops]
+        together = looks_of_greys(greys, [None] * len(boxes))
+        for a, b in zip(alone, together, strict=True):
+            assert b.thumb.shape == (THUMB[1], THUMB[0])
+            assert np.array_equal(a.thumb, b.thumb)  # bit for bit, so that no state can differ
+            assert a.edges == b.edges
+
+
+def test_a_carried_edge_share_is_used_as_given() -> None:
+    frame = textured_frame(4)
+    greys = grey_slots(frame, FOOTAGE_BOXES)
+    carried = [None, 0.5, None, 0.25, None, None, None, 0.0]
+    looks = looks_of_greys(greys, carried)
+    fresh = looks_of_greys(greys, [None] * 8)
+    for look, own, edges in zip(looks, fresh, carried, strict=True):
+        assert look.edges == (own.edges if edges is None else edges)
+        assert np.array_equal(look.thumb, own.thumb)
+
+
+def test_the_key_memo_hands_out_one_reference_while_it_reuses_a_key() -> None:
+    memo = KeyMemo(Hasher(), threshold=3.0)
+    shelf = back()
+    facing = shelf[35:221, 36:172].copy()
+    facing[20:160, 10:120] = cv2.resize(product("red"), (110, 140))
+    key, ref = memo.key_and_reference(("c", 0), facing)
+    noisy = np.clip(facing.astype(np.int16) + 1, 0, 255).astype(np.uint8)
+    assert memo.key_and_reference(("c", 0), noisy) == (key, ref)
+    assert memo.key_and_reference(("c", 0), noisy)[1] is ref
+    emptied = shelf[35:221, 36:172]
+    new_key, new_ref = memo.key_and_reference(("c", 0), emptied)
+    assert new_ref is not ref and new_key != key
+    assert KeyMemo(Hasher(), threshold=0).key_and_reference(("c", 0), facing) == (key, None)
+
+
+def test_look_maker_carries_an_edge_share_only_with_the_same_memo_reference() -> None:
+    stocked = back()
+    for x, _, w, h in FOOTAGE_BOXES[:4]:
+        stocked[45 : 45 + h - 20, x + 10 : x + w - 10] = cv2.resize(product("blue"), (w - 20, h - 20))
+    empty = back()
+    maker, ref, other = LookMaker(), np.zeros(1), np.zeros(1)
+    boxes = FOOTAGE_BOXES[:1]
+    full = maker.looks("c", stocked, boxes, [ref])[0].edges
+    assert full > 0.1
+    # The memo still holds the stocked picture's key: its edge share goes with it.
+    assert maker.looks("c", empty, boxes, [ref])[0].edges == full
+    # A new reference (the memo recomputed the key), or no memo at all: the share of the picture itself.
+    assert maker.looks("c", empty, boxes, [other])[0].edges < 0.1
+    assert maker.looks("c", stocked, boxes, None)[0].edges == full
+    assert maker.looks("c", empty, boxes, [other])[0].edges < 0.1
+
+
+def flat(level: float) -> np.ndarray:
+    return np.full((THUMB[1], THUMB[0]), level, np.float32)
+
+
+def with_arm(thumb: np.ndarray) -> np.ndarray:
+    arm = thumb.copy()
+    arm[:, :4] = 10.0  # a quarter of the slot, far darker
+    return arm
+
+
+PRODUCT, EMPTY = 0.5, 0.0  # edge shares
+
+
+def states(
+    classifier: SlotStateClassifier, thumbs: list[np.ndarray], edges: list[float], scores: list[float]
+) -> list[SlotState]:
+    looks = [SlotLook(t, e) for t, e in zip(thumbs, edges, strict=True)]
+    return classifier.classify("cam", looks, scores)
+
+
+def test_states_of_slots_judged_together() -> None:
+    c = SlotStateClassifier(StateRules())
+    shelf = [flat(100.0 + 10 * i) for i in range(6)]
+    edges = [PRODUCT] * 5 + [EMPTY]
+    scores = [0.9, 0.9, 0.9, 0.9, 0.1, 0.9]
+    first = states(c, shelf, edges, scores)
+    assert first == [SlotState.PRODUCT] * 4 + [SlotState.UNKNOWN, SlotState.EMPTY]
+    # An arm moves into slot 0: occluded. Slot 5 shows its learned empty look: empty, whatever its edge share.
+    now = [with_arm(shelf[0]), *shelf[1:]]
+    assert states(c, now, [PRODUCT] * 6, scores) == [SlotState.OCCLUDED, *first[1:5], SlotState.EMPTY]
+    # The arm leaves: slot 0 moved again, but to its last still look, so it is no occluder.
+    assert states(c, shelf, edges, scores) == first
+    # An arm that comes to rest is what the slot shows from its second frame on.
+    assert states(c, now, edges, scores)[0] == SlotState.OCCLUDED
+    assert states(c, now, edges, scores)[0] == SlotState.PRODUCT
+
+
+def test_most_slots_changing_at_once_is_the_camera() -> None:
+    c = SlotStateClassifier(StateRules())
+    shelf = [flat(100.0 + 10 * i) for i in range(8)]
+    states(c, shelf, [PRODUCT] * 8, [0.9] * 8)
+    blocked = [with_arm(t) for t in shelf[:6]] + shelf[6:]
+    assert states(c, blocked, [EMPTY] * 8, [0.9] * 8) == [SlotState.OCCLUDED] * 8
+    # Nothing was learned from it: the shelf as before is no motion from the last still looks.
+    assert states(c, shelf, [PRODUCT] * 8, [0.9] * 8) == [SlotState.PRODUCT] * 8
+
+
+def test_a_camera_with_another_slot_count_starts_over() -> None:
+    c = SlotStateClassifier(StateRules())
+    states(c, [flat(100.0)] * 3, [PRODUCT] * 3, [0.9] * 3)
+    assert states(c, [with_arm(flat(100.0))] * 2, [PRODUCT] * 2, [0.9] * 2) == [SlotState.PRODUCT] * 2
+    assert c.classify("cam", [], []) == []
