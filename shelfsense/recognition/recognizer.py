@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -23,6 +22,7 @@ from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.answer import Hit
 from shelfsense.recognition.cache import CacheStatus, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
+from shelfsense.recognition.confirm import Confirmer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
@@ -40,13 +40,8 @@ _WARM_UP_CROP = np.tile(np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 4, (8, 
 # takes ~2 ms of CPU here to decode and key (~10 ms on a Pi 4 if its decode is 4-6 ms, as issue 13 states), while a
 # 1280x720 one took 7.7 ms to decode alone; larger frames and more slots go to the prep threads.
 INLINE_MAX_PIXELS = 640 * 480
-
-# Confirmation n of an answer is due after CONFIRM_BASE**n hits since the one before. At 4 (after 4, 16, 64, 256
-# hits) an answer served ~340 hits before its fifth sample, and on 16 synth footages the cache was less accurate
-# than fresh inference (80.1 % against 80.9 %); at 2 the same five samples are in by ~30 hits: 83.1 %
-# (docs/benchmarks.md, "Accuracy with the cache on").
-CONFIRM_BASE = 2
 INLINE_MAX_SLOTS = 16
+
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +75,10 @@ class Recognizer:
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
         self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
-        self._confirming: dict[PerceptualKey, asyncio.Task] = {}
-        self.confirmations = 0  # background inferences averaged into cached answers
-        self.confirm_failures = 0
-        self.reverify = ReverifySchedule(config.cache)  # issue 12: confirmed answers are re-inferred now and then
+        # Without a cache there is nothing to confirm; the confirmer still holds the (zero) counters the stats read.
+        self.confirmer = Confirmer(config.cache, pool, cache)  # type: ignore[arg-type]
         self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
         self.looks = LookMaker()
-        # Set by the service while the device runs hot (service/thermal.py): no new background confirmations.
-        self.background_paused = False
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
         self._in_flight = 0  # recognize() calls under way
@@ -157,8 +148,23 @@ class Recognizer:
 
     async def settle(self) -> None:
         """Wait for the background confirmations running now (the offline bench times them with the frames)."""
-        while self._confirming:
-            await asyncio.gather(*self._confirming.values(), return_exceptions=True)
+        await self.confirmer.settle()
+
+    @property
+    def confirmations(self) -> int:
+        return self.confirmer.confirmations
+
+    @property
+    def reverify(self) -> ReverifySchedule:
+        return self.confirmer.reverify
+
+    @property
+    def background_paused(self) -> bool:
+        return self.confirmer.paused
+
+    @background_paused.setter
+    def background_paused(self, paused: bool) -> None:
+        self.confirmer.paused = paused
 
     async def close(self) -> None:
         await self.settle()
@@ -281,14 +287,14 @@ class Recognizer:
                 slots.append(None)
                 missed.append((i, memory_ms))
                 continue
-            if (holds is None or holds[i]) and self._undecided(hit):
+            if (holds is None or holds[i]) and self.confirmer.undecided(hit):
                 slots.append(None)
                 undecided.append((i, hit, memory_ms))
                 continue
             facings.setdefault(hit.key, []).append((hit, crop_bgr, key))
             slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
         for group in facings.values():
-            self._confirm_facings(group)
+            self.confirmer.facings(group)
         if missed or undecided:
             resolved = await asyncio.gather(
                 *(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed),
@@ -297,25 +303,6 @@ class Recognizer:
             for i, result in zip([m[0] for m in missed] + [u[0] for u in undecided], resolved, strict=True):
                 slots[i] = result
         return slots  # type: ignore[return-value]  # every None was replaced above
-
-    def _undecided(self, hit: Hit) -> bool:
-        """A confirmed answer whose top two labels are still within noise of each other (cache.undecided_margin).
-
-        Averaging amplifies: a facing the model reads right 60 % of the time is served right every time once its
-        samples agree. But when two products stay neck and neck (a zucchini against an aubergine at 0.28 / 0.27
-        after five samples), the label kept is a coin toss, and it is served to every facing of the product until
-        the answer is re-verified: all of them right or all wrong, where fresh inference gets about half. So such
-        an answer is not served: each slot it answers is inferred fresh, as with no cache, and the sample is
-        averaged in. The margin needed shrinks as 1/sqrt(samples), as the noise of a mean does, so an answer that
-        really leans one way is served again after a few frames; a true tie keeps being inferred.
-        """
-        c = self.config.cache
-        # confirm_inferences = 1 means the first answer stands: no averaging, so nothing to be undecided about.
-        if not c.undecided_margin or c.confirm_inferences == 1 or hit.inferences < c.confirm_inferences:
-            return False
-        if len(hit.prediction) < 2:
-            return False
-        return hit.prediction[0][1] - hit.prediction[1][1] < c.undecided_margin / math.sqrt(hit.inferences)
 
     async def _reinfer(self, slot: int, box: Box, crop_bgr: np.ndarray, hit: Hit, memory_ms: float) -> SlotResult:
         """An undecided answer's slot: inferred fresh and averaged in; the cached answer if the pool is full."""
@@ -338,7 +325,7 @@ class Recognizer:
             found = await self.cache.lookup_disk(key)
             disk_ms = _ms(t1)
             if found is not None:
-                self._maybe_confirm(found, crop_bgr, key)
+                self.confirmer.maybe(found, crop_bgr, key)
                 return found.prediction, Tier.DISK, found.distance, disk_ms, 0.0
             prediction, inference_ms = await self.pool.classify(crop_bgr)
             self.cache.store(key, prediction)
@@ -350,89 +337,6 @@ class Recognizer:
         if shared:
             return slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
-
-    def _confirm_facings(self, group: list[tuple[Hit, np.ndarray, PerceptualKey]]) -> None:
-        """Which facing a confirmation or re-verification of an answer hit by several slots of a frame infers.
-
-        The hit count grows by the number of facings a frame, so the count that makes a confirmation due is always
-        reached on the same facing: confirming with the crop that reached it would average one facing's view over
-        and over, and a facing the model misreads (glare, a turned pack) would decide every facing's answer. So
-        confirmations take the facings in turn (the answer's inference count picks one). A re-verification looks
-        for a look-alike swapped into one facing, so it takes the facing least like the stored key. The decision
-        is the last hit's, which has the highest count.
-        """
-        last = group[-1][0]
-        if last.inferences < self.config.cache.confirm_inferences:
-            _, crop_bgr, key = group[last.inferences % len(group)]
-        else:
-            _, crop_bgr, key = max(group, key=lambda facing: facing[0].distance)
-        self._maybe_confirm(last, crop_bgr, key)
-
-    def _maybe_confirm(self, hit: Hit, crop_bgr: np.ndarray, key: PerceptualKey) -> None:
-        """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
-
-        One inference of a small model on a noisy crop is a sample, not the answer: the same facing can be read
-        as another product on one frame and correctly on the next. A cache that kept its first sample would
-        repeat an unlucky one for as long as the facing stays, on every slot showing it. So the answer becomes
-        the average of a few inferences, taken after 2, 4, 8, ... hits (CONFIRM_BASE): consecutive frames share
-        their shake and exposure (and several facings of a product are hit in the same frame), spaced ones are
-        closer to independent samples. The hit is answered at once with what is cached; the confirmation uses idle
-        workers only, so it never delays a miss.
-        """
-        confirmed = hit.inferences >= self.config.cache.confirm_inferences
-        if (
-            self.background_paused
-            or (hit.hits < CONFIRM_BASE**hit.inferences if not confirmed else not self.reverify.due(hit))
-            or hit.key in self._confirming
-            or self.pool.pending >= self.pool.threads
-        ):
-            return
-        # A copy: the confirmation may still wait for a worker after this frame is answered, and the crop is a
-        # view that would keep the whole frame alive. The frame's own misses are awaited by the frame itself.
-        crop_bgr = crop_bgr.copy()
-        task = asyncio.create_task(
-            self._reverify(hit, key, crop_bgr) if confirmed else self._confirm(hit.key, crop_bgr)
-        )
-        self._confirming[hit.key] = task
-        task.add_done_callback(lambda _: self._confirming.pop(hit.key, None))
-
-    async def _confirm(self, key: PerceptualKey, crop_bgr: np.ndarray) -> None:
-        try:
-            prediction, _ = await self.pool.classify(crop_bgr)
-        except OverloadedError:
-            return  # a later hit will try again
-        except Exception:  # a background task: nobody awaits it, so its failure is logged and counted here
-            self.confirm_failures += 1
-            log.exception("background confirmation of a cached answer failed")
-            return
-        assert self.cache is not None
-        self.cache.confirm(key, prediction)
-        self.confirmations += 1
-        self.reverify.verified(key)
-
-    async def _reverify(self, hit: Hit, key: PerceptualKey, crop_bgr: np.ndarray) -> None:
-        """Re-infer a confirmed answer. A fresh top label that disagrees is stored under the crop's own key.
-
-        The stored key stays with its product (other facings of it still hit it); the swapped-in look-alike now
-        finds its own, nearer entry. That entry is confirmed over its next hits (4, 16, ...) like any new one, so
-        an unlucky sample is averaged away while a real swap keeps its label.
-        """
-        try:
-            prediction, _ = await self.pool.classify(crop_bgr)
-        except OverloadedError:
-            return
-        except Exception:  # a background task, as _confirm: logged and counted, never lost
-            self.confirm_failures += 1
-            log.exception("background re-verification of a cached answer failed")
-            return
-        assert self.cache is not None
-        self.reverify.runs += 1
-        self.reverify.verified(hit.key)
-        if prediction and hit.prediction and prediction[0][0] != hit.prediction[0][0]:
-            self.reverify.changed += 1
-            self.cache.store(key, prediction)
-        else:
-            self.cache.confirm(hit.key, prediction)
 
 
 def _ms(t0: float) -> float:
