@@ -80,7 +80,7 @@ class CacheConfig:
     colour_tolerance: int = 10
     key_reuse_threshold: float = 3.0  # grey levels; a slot whose picture moved less keeps its key (0: off)
     confirm_inferences: int = 5  # an answer averages this many inferences of the product (1: first only)
-    undecided_margin: float = 0.1  # top-two score gap x sqrt(inferences) under which an answer is re-inferred (0: off)
+    undecided_margin: float = 0.05  # top-two score gap x sqrt(inferences) under which an answer is re-inferred (0: off)
     memory_entries: int = 20_000
     # None (or "") keeps the cache in memory only
     disk_path: Path | None = field(default_factory=lambda: state_dir() / "cache", metadata=STATE_FIELD)
