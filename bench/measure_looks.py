@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from camera_changes import SLOT, camera_changes, window
 
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.config import load_config
@@ -36,7 +37,6 @@ from shelfsense.tools.dataset import read_split
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"
 DEFAULT_IMAGES = ROOT.parent / "shared" / "images"
-SLOT = (136, 186)  # w, h of the synthetic footage's slots
 
 
 def footage_rows(footage: Path) -> list[str]:
@@ -94,27 +94,7 @@ def _photos(data: Path, images: Path) -> list[tuple[str, np.ndarray]]:
 
 
 def photo_rows(data: Path, images: Path, threshold: float, empty_edges: float, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    w, h = SLOT
-
-    def window(img: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
-        return img[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
-
-    def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        assert ok
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)
-
-    def noisy(img: np.ndarray, sigma: float) -> np.ndarray:
-        return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
-
-    changes = {
-        "1 px shift": lambda im: window(im, 1, 0),
-        "2 px shift": lambda im: window(im, 2, 1),
-        "JPEG q75": lambda im: jpeg(window(im), 75),
-        "noise 3": lambda im: noisy(window(im), 3),
-        "shift+JPEG+noise": lambda im: noisy(jpeg(window(im, 1, 1), 80), 2),
-    }
+    changes = camera_changes(np.random.default_rng(seed))
     photos = _photos(data, images)
     sets = {"photos": photos}
     for sigma in (2, 4, 8):

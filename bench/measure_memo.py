@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from camera_changes import SLOT, camera_changes, window
 
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.recognition.decode import decode_frame, slot_crops
@@ -36,7 +37,6 @@ from shelfsense.tools.dataset import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"
-SLOT = (136, 186)  # w, h of the synthetic footage's slots
 # KeyMemo keeps one reference thumbnail a slot; the footage rows also simulate keeping the last REFS keyed pictures
 # (a shaking mount's positions, a product back in its facing), measured and not adopted (docs/benchmarks.md).
 REFS = 8
@@ -66,12 +66,6 @@ def distance(thumb: Thumb, a: np.ndarray, b: np.ndarray) -> float:
     return cv2.norm(x, y, cv2.NORM_L1) / x.size
 
 
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
-
-
 def different_products(thumb: Thumb, photos: list[tuple[int, np.ndarray]]) -> np.ndarray:
     """Memo distance of every pair of photos of different fine classes."""
     small = np.stack([thumb(im).astype(np.int32).ravel() for _, im in photos])
@@ -94,19 +88,7 @@ def photo_rows(data: Path, seed: int) -> list[str]:
         for item in read_split(data, "val")
     ]
 
-    def window(img: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
-        return img[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
-
-    def noisy(img: np.ndarray, sigma: float) -> np.ndarray:
-        return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
-
-    same = {
-        "1 px shift": lambda im: window(im, 1, 0),
-        "2 px shift": lambda im: window(im, 2, 1),
-        "JPEG q75": lambda im: jpeg(window(im), 75),
-        "noise 3": lambda im: noisy(window(im), 3),
-        "shift+JPEG+noise": lambda im: noisy(jpeg(window(im, 1, 1), 80), 2),
-    }
+    same = camera_changes(rng)
     rows = [
         f"| thumbnail | {' | '.join(f'{k} P50 / P90 / max' for k in same)} | different product min / P1 / P10 |",
         "|---" * (len(same) + 2) + "|",
