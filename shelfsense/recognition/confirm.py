@@ -68,9 +68,8 @@ class Confirmer:
         # confirm_inferences = 1 means the first answer stands: no averaging, so nothing to be undecided about.
         if not c.undecided_margin or c.confirm_inferences == 1 or hit.inferences < c.confirm_inferences:
             return False
-        if len(hit.prediction) < 2:
-            return False
-        return hit.prediction[0][1] - hit.prediction[1][1] < c.undecided_margin / math.sqrt(hit.inferences)
+        gap = hit.prediction[0][1] - hit.prediction[1][1] if len(hit.prediction) >= 2 else 1.0
+        return gap < c.undecided_margin / math.sqrt(hit.inferences)
 
     def facings(self, group: list[Facing]) -> None:
         """Which facing a confirmation or re-verification of an answer hit by several slots of a frame infers.
