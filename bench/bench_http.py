@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 from bench_cache import footage, parser  # the script beside this one (its folder is on sys.path)
 
+from shelfsense.bench.loopback import serve_command
 from shelfsense.client import FramePoster
 from shelfsense.types import percentiles
 
@@ -50,18 +50,7 @@ def start_server(tmp: Path, cameras: int, model: str, labels: str, cache: bool) 
         f'[cache]\nenabled = {"true" if cache else "false"}\ndisk_path = "{tmp / f"cache-{port}"}"\n{cams}'
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shelfsense.cli",
-            "serve",
-            "--config",
-            str(cfg),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        serve_command(cfg, port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

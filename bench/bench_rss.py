@@ -29,6 +29,7 @@ import diskcache
 import numpy as np
 import psutil
 
+from shelfsense.bench.loopback import serve_command
 from shelfsense.locations import BUNDLED_MODEL
 from shelfsense.recognition.hashing import COLOUR_GRID
 from shelfsense.recognition.runtime import file_sha256, find_labels, read_labels
@@ -100,18 +101,7 @@ def measure(folder: Path, entries: int, tmp: Path) -> dict[str, float]:
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shelfsense.cli",
-            "serve",
-            "--config",
-            str(cfg),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        serve_command(cfg, port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

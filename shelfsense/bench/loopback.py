@@ -82,6 +82,22 @@ def server_toml(
     return "\n".join(sections + [_camera_table(cam, slots) for cam in cameras]) + "\n"
 
 
+def serve_command(config: Path, port: int) -> list[str]:
+    """`shelfsense serve` on loopback with this interpreter: the one command line every bench server runs."""
+    return [
+        sys.executable,
+        "-m",
+        "shelfsense.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 class ServerProcess:
     """`async with ServerProcess(...) as server:` a ready server at `server.url`; stopped (SIGTERM) on exit."""
 
@@ -101,8 +117,7 @@ class ServerProcess:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         log = (folder / "serve.log").open("wb")
-        command = [sys.executable, "-m", "shelfsense.cli", "serve", "--config", str(path), "--host", "127.0.0.1"]
-        self._proc = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(serve_command(path, port), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         try:
             await self._wait_ready(folder / "serve.log")
