@@ -29,7 +29,7 @@ import shelfsense.recognition.recognizer as recognizer_module
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.types import Tier
 
-STAGES = ("whole", "decode", "crops", "keys", "recomputed keys", "cues", "lookups", "states")
+STAGES = ("whole", "decode", "crops", "pictures", "keys", "recomputed keys", "cues", "lookups", "states")
 
 
 def timed(owner: Any, name: str, stage: str, spent: dict[str, float]) -> None:
@@ -55,6 +55,8 @@ async def stages(footage: Path) -> dict[str, float]:
         rec = await recognizer_module.Recognizer.create(config)
         timed(recognizer_module, "decode_frame", "decode", spent)
         timed(recognizer_module, "slot_crops", "crops", spent)
+        if hasattr(recognizer_module, "slot_pictures"):
+            timed(recognizer_module, "slot_pictures", "pictures", spent)
         timed(rec.keys, "key_and_reference" if hasattr(rec.keys, "key_and_reference") else "key", "keys", spent)
         timed(rec.hasher, "key", "recomputed keys", spent)
         if hasattr(rec, "looks"):

@@ -5,7 +5,8 @@ Reproduce (under a minute)::
     .venv/bin/python bench/measure_memo.py --footage /tmp/f > /tmp/memo.md
 
 For each memo thumbnail (the 16x16 of the old thumbnail() path; one whole-factor area average of the slot's
-centred region to 16 and 8 cells a side; memo_thumbnail, bilinear to 64x64 then an area average, at 16 and 8)
+centred region to 16 and 8 cells a side; memo_thumbnail, bilinear to 64x64 then an area average, at 16 and 8;
+the 8x8 thumbnail of pictures.py that KeyMemo compares now)
 it prints the memo's distance (mean absolute difference, grey levels) of:
 
 * real grocery photos (all of val/, each scaled to a 140x190 facing and cut to the 136x186 slot the synthetic
@@ -32,15 +33,25 @@ from camera_changes import SLOT, camera_changes, window
 
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.recognition.decode import decode_frame, slot_crops
-from shelfsense.recognition.hashing import memo_thumbnail, thumbnail
+from shelfsense.recognition.hashing import thumbnail
+from shelfsense.recognition.pictures import slot_pictures
 from shelfsense.tools.dataset import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "grocery-store"
-# KeyMemo keeps one reference thumbnail a slot; the footage rows also simulate keeping the last REFS keyed pictures
-# (a shaking mount's positions, a product back in its facing), measured and not adopted (docs/benchmarks.md).
-REFS = 8
+# The footage rows simulate keeping the last N keyed pictures a slot (a shaking mount's positions, a product back in
+# its facing): KeyMemo keeps 4 (docs/benchmarks.md, "Hit path", fourth round).
+REFS = (1, 4, 8)
 Thumb = Callable[[np.ndarray], np.ndarray]
+
+
+def memo_thumbnail(crop_bgr: np.ndarray, size: int = 8) -> np.ndarray:
+    """The memo thumbnail of the second and third hit-path rounds: bilinear to 8*size a side, then an area average."""
+    h, w = crop_bgr.shape[:2]
+    grid = 8 * size
+    if h > grid and w > grid:
+        crop_bgr = cv2.resize(crop_bgr, (grid, grid), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(crop_bgr, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def thumbs() -> dict[str, Thumb]:
@@ -58,6 +69,7 @@ def thumbs() -> dict[str, Thumb]:
         out[f"whole-factor area {n}"] = lambda crop, n=n: area(crop, n)
     for n in (16, 8):
         out[f"memo_thumbnail {n}"] = lambda crop, n=n: memo_thumbnail(crop, n)
+    out["pictures.py 8x8 (KeyMemo)"] = lambda crop: slot_pictures([crop]).memo_thumbs[0]
     return out
 
 
@@ -141,7 +153,7 @@ def footage_rows(footage: Path, threshold: float) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for name, thumb in thumbs().items():
-        for refs in (1, REFS):
+        for refs in REFS:
             recomputed, u, c, wrong = simulate(thumb, frames, truth, threshold, refs)
             rows.append(
                 f"| {name} | {refs} | {recomputed / len(frames):.2f} | {np.median(u):.2f} / "

@@ -12,12 +12,12 @@ from shelfsense.recognition.hashing import (
     DEFAULT_MAX_DISTANCE,
     MATCH_MEMO,
     Hasher,
-    KeyMemo,
     PerceptualKey,
     colour_distance,
     phash_bits,
     pil_grey,
 )
+from shelfsense.recognition.keymemo import KeyMemo
 from shelfsense.recognition.lanczos import lanczos_resize_grey
 
 # docs/distance.md measured 100 % of perturbed copies within the defaults; the margin absorbs photo choice.
@@ -274,6 +274,36 @@ def test_key_memo_reuses_the_key_of_an_unchanged_slot_and_recomputes_a_changed_o
     assert memo.key(("cam", 1), red) == first
     off = KeyMemo(hasher, threshold=0.0)
     assert off.key(("cam", 0), red) == first and off.key(("cam", 0), red) is not first
+
+
+def test_key_memo_brings_back_the_key_of_a_picture_it_has_keyed_before_and_only_that() -> None:
+    """A shaking mount: the slot is off by a few pixels for a frame, then back; a product taken and put back."""
+    hasher = Hasher()
+    calls = []
+
+    class Counting(Hasher):
+        def key(self, crop_bgr: np.ndarray, thumb: np.ndarray | None = None) -> PerceptualKey:
+            calls.append(1)
+            return hasher.key(crop_bgr, thumb)
+
+    memo = KeyMemo(Counting(), threshold=3.0, references=4)
+    red, blue = carton((40, 40, 200)), carton((200, 60, 30))
+    home, off = red[4:196, 4:136], red[0:192, 8:140]  # the same carton, the camera 4 px off on both axes
+    first = memo.key(("cam", 0), home)
+    shaken = memo.key(("cam", 0), off)
+    assert shaken == hasher.key(off) and len(calls) == 2  # too far for the threshold: keyed afresh
+    assert memo.key(("cam", 0), noisy(home, 1.0, 2)) is first and len(calls) == 2  # back home: no recomputation
+    assert memo.key(("cam", 0), noisy(off, 1.0, 3)) is shaken and len(calls) == 2
+    # Another product in the facing is keyed afresh; the red one put back gets its own key again, unchanged.
+    other = memo.key(("cam", 0), blue[4:196, 4:136])
+    assert other == hasher.key(blue[4:196, 4:136]) and len(calls) == 3
+    assert memo.key(("cam", 0), home) is first and len(calls) == 3
+    # With one reference a slot, the way back is a recomputation (bit for bit the same key).
+    single = KeyMemo(hasher, threshold=3.0, references=1)
+    a = single.key(("cam", 0), home)
+    single.key(("cam", 0), off)
+    again = single.key(("cam", 0), home)
+    assert again == a and again is not a
 
 
 def test_remembered_colour_answers_equal_the_distance_and_stay_bounded() -> None:

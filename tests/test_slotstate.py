@@ -1,13 +1,14 @@
-"""Slot cues and states: the frame-level paths (one grey band, stacked thumbnails, carried edge shares) give what
-the per-slot definitions give, and the classifier's rules hold for a frame's slots."""
+"""Slot cues and states: the frame-level paths (stacked thumbnails, carried edge shares) give what the per-slot
+definitions give, and the classifier's rules hold for a frame's slots."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
-from shelfsense.recognition.hashing import Hasher, KeyMemo
+from shelfsense.recognition.hashing import Hasher
+from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.pictures import slot_pictures
 from shelfsense.recognition.slotstate import (
     THUMB,
     LookMaker,
@@ -15,21 +16,13 @@ from shelfsense.recognition.slotstate import (
     SlotState,
     SlotStateClassifier,
     StateRules,
-    grey_slots,
+    crop_edge_share,
     look_of,
-    looks_of_greys,
+    looks_of,
 )
 from tests.shelfframes import back, product
 
-# 2x4 slots of the synthetic footage (odd rows: the grey band must not assume even offsets) and other layouts.
 FOOTAGE_BOXES = [(36 + 144 * c, 35 + 221 * r, 136, 186) for r in range(2) for c in range(4)]
-LAYOUTS = {
-    "footage 2x4": FOOTAGE_BOXES,
-    "shrunk height not a multiple of 3": [(10 + 150 * c, 20, 140, 100) for c in range(4)],
-    "mixed sizes": [(0, 0, 200, 150), (210, 3, 90, 301), (320, 41, 64, 64), (400, 200, 239, 279)],
-    "one slot": [(5, 7, 300, 400)],
-    "whole frame": [(0, 0, 640, 480)],
-}
 
 
 def textured_frame(seed: int) -> np.ndarray:
@@ -41,32 +34,24 @@ def textured_frame(seed: int) -> np.ndarray:
     return frame
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_frame_level_looks_equal_each_slot_looked_at_alone(layout: str) -> None:
-    boxes = LAYOUTS[layout]
-    for seed in range(3):
-        frame = textured_frame(seed)
-        crops = [frame[y : y + h, x : x + w] for x, y, w, h in boxes]
-        greys = grey_slots(frame, boxes)
-        for crop, grey in zip(crops, greys, strict=True):
-            assert np.array_equal(grey, cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY))
-        alone = [look_of(c) for c in crops]
-        together = looks_of_greys(greys, [None] * len(boxes))
-        for a, b in zip(alone, together, strict=True):
-            assert b.thumb.shape == (THUMB[1], THUMB[0])
-            assert np.array_equal(a.thumb, b.thumb)  # bit for bit, so that no state can differ
-            assert a.edges == b.edges
+def crops_of(frame: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    return [frame[y : y + h, x : x + w] for x, y, w, h in boxes]
 
 
-def test_a_carried_edge_share_is_used_as_given() -> None:
-    frame = textured_frame(4)
-    greys = grey_slots(frame, FOOTAGE_BOXES)
+def test_a_frames_looks_equal_each_slot_looked_at_alone_and_carried_shares_are_used_as_given() -> None:
+    crops = crops_of(textured_frame(4), FOOTAGE_BOXES)
+    greys = slot_pictures(crops).cue_greys
     carried = [None, 0.5, None, 0.25, None, None, None, 0.0]
-    looks = looks_of_greys(greys, carried)
-    fresh = looks_of_greys(greys, [None] * 8)
-    for look, own, edges in zip(looks, fresh, carried, strict=True):
-        assert look.edges == (own.edges if edges is None else edges)
-        assert np.array_equal(look.thumb, own.thumb)
+    looks = looks_of(crops, greys, carried)
+    for crop, look, edges in zip(crops, looks, carried, strict=True):
+        alone = look_of(crop)
+        assert look.thumb.shape == (THUMB[1], THUMB[0])
+        assert np.array_equal(look.thumb, alone.thumb)  # bit for bit, so that no state can differ
+        assert look.edges == (alone.edges if edges is None else edges)
+        assert alone.edges == crop_edge_share(crop)
+    # Divided by its mean: a slot twice as bright in the same design has the same thumbnail, to rounding.
+    brighter = look_of(cv2.convertScaleAbs(crops[0], alpha=1.3))
+    assert np.abs(brighter.thumb - looks[0].thumb).mean() < 3.0
 
 
 def test_the_key_memo_hands_out_one_reference_while_it_reuses_a_key() -> None:
@@ -91,14 +76,19 @@ def test_look_maker_carries_an_edge_share_only_with_the_same_memo_reference() ->
     empty = back()
     maker, ref, other = LookMaker(), np.zeros(1), np.zeros(1)
     boxes = FOOTAGE_BOXES[:1]
-    full = maker.looks("c", stocked, boxes, [ref])[0].edges
+
+    def edges(frame: np.ndarray, refs: list[object] | None) -> float:
+        crops = crops_of(frame, boxes)
+        return maker.looks("c", crops, slot_pictures(crops).cue_greys, refs)[0].edges
+
+    full = edges(stocked, [ref])
     assert full > 0.1
     # The memo still holds the stocked picture's key: its edge share goes with it.
-    assert maker.looks("c", empty, boxes, [ref])[0].edges == full
+    assert edges(empty, [ref]) == full
     # A new reference (the memo recomputed the key), or no memo at all: the share of the picture itself.
-    assert maker.looks("c", empty, boxes, [other])[0].edges < 0.1
-    assert maker.looks("c", stocked, boxes, None)[0].edges == full
-    assert maker.looks("c", empty, boxes, [other])[0].edges < 0.1
+    assert edges(empty, [other]) < 0.1
+    assert edges(stocked, None) == full
+    assert edges(empty, [other]) < 0.1
 
 
 def flat(level: float) -> np.ndarray:

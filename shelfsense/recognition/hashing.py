@@ -152,8 +152,8 @@ assert tuple(_ALGORITHMS) == HASH_ALGORITHMS, "config.HASH_ALGORITHMS names the 
 
 # One small thumbnail per keyed crop serves the flatness test and the colour signature: 48 is a multiple of the
 # colour grid (3), so the grid comes from it by OpenCV's fast integer-factor INTER_AREA path; an arbitrary crop
-# size takes the slower fractional path only once. (KeyMemo, which runs on every slot of every frame, has a
-# cheaper thumbnail of its own: memo_thumbnail.)
+# size takes the slower fractional path only once. (KeyMemo, which runs on every slot of every frame, compares
+# cheaper thumbnails of its own: keymemo.py.)
 THUMB = 48
 
 
@@ -241,65 +241,3 @@ class Hasher:
                 self._matches.clear()
             self._matches[pair] = known
         return known
-
-
-def memo_thumbnail(crop_bgr: np.ndarray, size: int = 8) -> np.ndarray:
-    """A size x size colour thumbnail for KeyMemo: bilinear to 8*size px a side, then an exact 8x8 area average.
-
-    At 8 the bilinear pass reads 2x2 pixels per sample on a 64x64 grid, so most of a 136x186 slot's pixels still
-    count, for ~40 % of the cost of one INTER_AREA pass over the slot (which reads every pixel: 22 against 52 us
-    of CPU here on a busy machine); measured distances on real photos and footage are within 0.1 level of the area
-    average's (bench/measure_memo.py). Crops under 8*size px a side take the area average directly.
-    """
-    h, w = crop_bgr.shape[:2]
-    grid = 8 * size
-    if h > grid and w > grid:
-        crop_bgr = cv2.resize(crop_bgr, (grid, grid), interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(crop_bgr, (size, size), interpolation=cv2.INTER_AREA)
-
-
-class KeyMemo:
-    """Keys of fixed-camera slots, recomputed only when the slot's picture has changed.
-
-    A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
-    (a LANCZOS resize and a DCT, ~0.15 ms a crop here) would be recomputed for nothing. The memo keeps, per
-    slot, an 8x8 colour thumbnail (memo_thumbnail) of the crop its key was computed from; while a new crop's
-    thumbnail stays within `threshold` grey levels (mean absolute difference) of it, the old key is reused.
-    Comparing with the thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from
-    accumulating unseen. Measured by bench/measure_memo.py (docs/benchmarks.md, "Hit path"): on real grocery
-    photos a 1 px shift, which pHash is built to ignore, moves the 8x8 thumbnail by P50 2.0 levels (a 16x16 one by
-    3.3, over the default threshold of 3: a key recomputed for nothing), JPEG re-encoding by under 0.9, while two
-    different products differ by at least 14.8; on the synthetic footage unchanged slots differ by P50 2.1, P90
-    3.5 and every change of truth by at least 4.9. A threshold of 0 turns the memo off.
-    """
-
-    SIZE = 8
-
-    def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096) -> None:
-        self.hasher = hasher
-        self.threshold = threshold
-        self.max_slots = max_slots
-        self._slots: dict[tuple[str, int], tuple[np.ndarray, PerceptualKey]] = {}
-
-    def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
-        return self.key_and_reference(slot, crop_bgr)[0]
-
-    def key_and_reference(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> tuple[PerceptualKey, object | None]:
-        """The key and the memo's reference: one object for as long as the key is reused (None: memo off).
-
-        Other per-slot figures computed from the same picture as the key (slotstate.LookMaker's edge share) are
-        reused while the reference is the same object.
-        """
-        if self.threshold <= 0:
-            return self.hasher.key(crop_bgr), None
-        small = memo_thumbnail(_check_crop(crop_bgr), self.SIZE)
-        known = self._slots.get(slot)
-        # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute difference,
-        # the same float as absdiff().mean(), without the temporary array: ~1 us instead of ~10.
-        if known is not None and cv2.norm(small, known[0], cv2.NORM_L1) / small.size <= self.threshold:
-            return known[1], known[0]
-        key = self.hasher.key(crop_bgr)
-        if len(self._slots) >= self.max_slots and slot not in self._slots:
-            self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded
-        self._slots[slot] = (small, key)
-        return key, small

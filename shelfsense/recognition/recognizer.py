@@ -1,4 +1,4 @@
-"""The path of one frame: decode -> slots -> perceptual keys -> memory -> disk -> inference -> result.
+"""The path of one frame: decode -> slots -> pictures -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
 the tests all go through it. Decoding, cropping and keying the slots are one call a frame: on the event loop for
@@ -25,7 +25,9 @@ from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.confirm import Confirmer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
 from shelfsense.recognition.disk import DiskTier
-from shelfsense.recognition.hashing import Hasher, KeyMemo, PerceptualKey
+from shelfsense.recognition.hashing import Hasher, PerceptualKey
+from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.pictures import slot_pictures
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
@@ -250,13 +252,16 @@ class Recognizer:
         t1 = time.perf_counter()
         keys: list[PerceptualKey] | None = None
         refs: list[object | None] | None = None  # the key memo's reference of each key: see LookMaker
+        if self.cache is None and self.states is None:
+            return _Prepared(width, height, boxes, crops, None, None, (t1 - t0) * 1000.0, 0.0)
+        pictures = slot_pictures(crops)
         if self.cache is not None:
             keys, refs = [], []
-            for i, c in enumerate(crops):
-                key, ref = self.keys.key_and_reference((camera.id, i), c)
+            for i, (c, thumb) in enumerate(zip(crops, pictures.memo_thumbs, strict=True)):
+                key, ref = self.keys.key_and_reference((camera.id, i), c, thumb)
                 keys.append(key)
                 refs.append(ref)
-        looks = self.looks.looks(camera.id, frame, boxes, refs) if self.states is not None else None
+        looks = self.looks.looks(camera.id, crops, pictures.cue_greys, refs) if self.states is not None else None
         return _Prepared(width, height, boxes, crops, keys, looks, (t1 - t0) * 1000.0, _ms(t1))
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:

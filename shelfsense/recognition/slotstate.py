@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from shelfsense.config import Config
-from shelfsense.types import Box
+from shelfsense.recognition.pictures import CUE_THUMB, slot_pictures
 
 __all__ = [
     "LookMaker",
@@ -37,15 +37,15 @@ __all__ = [
     "SlotState",
     "SlotStateClassifier",
     "StateRules",
-    "grey_slots",
+    "crop_edge_share",
+    "edge_share",
     "look_of",
-    "look_of_grey",
+    "looks_of",
 ]
 
-THUMB = (16, 12)  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
+THUMB = CUE_THUMB  # w, h of the comparison thumbnail: coarse enough that JPEG noise and a pixel of shake average out
 EDGE_WIDTH = 64  # crops are shrunk by a whole factor to 64-127 px wide first, so slot size barely moves the figure
 EDGE_LEVEL = 10  # grey levels per pixel (|dx| + |dy| of the 3x3-blurred image) that count as an edge
-SERIAL_PIXELS = 1 << 16  # grey_slots converts at most this many pixels a call: see there
 DIFF_LEVEL = 32.0  # a thumbnail pixel differing by more than this (of ~128 mean) counts as changed
 
 
@@ -78,64 +78,28 @@ class StateRules:
 
 
 def look_of(crop_bgr: np.ndarray, edges: float | None = None) -> SlotLook:
-    """The cues of one BGR crop (see look_of_grey)."""
-    return look_of_grey(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), edges)
+    """The cues of one BGR crop: its cue thumbnail (pictures.py) and its edge share (computed unless given)."""
+    return looks_of([crop_bgr], slot_pictures([crop_bgr]).cue_greys, [edges])[0]
 
 
-def look_of_grey(grey: np.ndarray, edges: float | None = None) -> SlotLook:
-    """The cues of a slot's grey picture: one whole-factor shrink (OpenCV's fast path), then small images only.
-
-    `edges`, when given, is the slot's edge share from a picture the caller knows to be the same (see LookMaker),
-    and the edge picture is not computed.
-    """
-    small = _shrink(grey)
-    thumb = cv2.resize(small, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
-    thumb *= 128.0 / max(float(thumb.mean()), 1.0)
-    return SlotLook(thumb, edge_share(small) if edges is None else edges)
-
-
-def _shrink(grey: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The grey picture shrunk by a whole factor to EDGE_WIDTH-(2*EDGE_WIDTH-1) px wide (into `out` if given)."""
-    h, w = grey.shape
-    k = max(1, w // EDGE_WIDTH)
-    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), dst=out, interpolation=cv2.INTER_AREA)
-    if out is not None and not np.may_share_memory(small, out):  # OpenCV allocated after all: keep `out` whole
-        out[...] = small
-        return out
-    return small
-
-
-def _shrunk_shape(grey: np.ndarray) -> tuple[int, int]:
-    h, w = grey.shape
-    k = max(1, w // EDGE_WIDTH)
-    return h // k, w // k
-
-
-def looks_of_greys(greys: Sequence[np.ndarray], edges: Sequence[float | None]) -> list[SlotLook]:
-    """look_of_grey of every slot (`edges[i]` as there), the same values, with a frame's slots stacked into one
-    array when they shrink to one size: then one thumbnail resize and one normalisation serve them all instead of
-    four small calls a slot.
-
-    Stacked, slot i's thumbnail rows come from its own shrunk rows only, with the same weights, when the shrunk
-    height is a multiple of 3: the area resize's row step (height / 12) is then exact in binary, so every
-    boundary falls where it does for the slot alone (tests/test_slotstate.py and bench/measure_looks.py compare
-    the values). The thumbnail pixels are whole numbers, so their float32 sum is exact in any order.
-    """
-    n = len(greys)
-    shapes = {_shrunk_shape(g) for g in greys}
-    if n < 2 or len(shapes) != 1 or next(iter(shapes))[0] % 3:
-        return [look_of_grey(g, e) for g, e in zip(greys, edges, strict=True)]
-    hs, ws = next(iter(shapes))
-    stack = np.empty((n * hs, ws), np.uint8)
-    smalls = [_shrink(g, stack[i * hs : (i + 1) * hs]) for i, g in enumerate(greys)]
-    thumbs = cv2.resize(stack, (THUMB[0], THUMB[1] * n), interpolation=cv2.INTER_AREA).astype(np.float32)
-    thumbs = thumbs.reshape(n, THUMB[1], THUMB[0])
+def looks_of(crops: Sequence[np.ndarray], cue_greys: np.ndarray, edges: Sequence[float | None]) -> list[SlotLook]:
+    """The slots' looks from their cue thumbnails (pictures.SlotPictures.cue_greys), each thumbnail divided by its
+    mean in one go; `edges[i]`, when given, is slot i's edge share from a picture the caller knows to be the same (see
+    LookMaker), else it is computed from the crop."""
+    n = len(crops)
+    thumbs = cue_greys.astype(np.float32)
     means = thumbs.reshape(n, -1).sum(axis=1) / np.float32(THUMB[0] * THUMB[1])
-    # look_of_grey's `thumb *= python float` multiplies in float32 (NumPy 2 casts the scalar to the array's type).
     thumbs *= (128.0 / np.maximum(means.astype(np.float64), 1.0)).astype(np.float32)[:, None, None]
-    return [
-        SlotLook(t, edge_share(small) if e is None else e) for t, small, e in zip(thumbs, smalls, edges, strict=True)
-    ]
+    return [SlotLook(t, crop_edge_share(c) if e is None else e) for t, c, e in zip(thumbs, crops, edges, strict=True)]
+
+
+def crop_edge_share(crop_bgr: np.ndarray) -> float:
+    """The crop's edge share: grey, shrunk by a whole factor to EDGE_WIDTH-(2*EDGE_WIDTH-1) px wide, then edge_share."""
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    k = max(1, w // EDGE_WIDTH)
+    small = cv2.resize(grey[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    return edge_share(small)
 
 
 def edge_share(small: np.ndarray) -> float:
@@ -149,66 +113,56 @@ def edge_share(small: np.ndarray) -> float:
     return float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size
 
 
-def grey_slots(frame_bgr: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
-    """Each slot's grey picture, as views into one grey conversion of the band of frame rows the slots span.
-
-    The same values as converting each slot on its own (the conversion is per pixel), for about a third of the
-    CPU: OpenCV converts a slot's view into the frame row by row (136 px at a time here), ~30 us a slot, while
-    the 640x407 band of 8 slots is a few contiguous runs of ~90 us together (docs/benchmarks.md, "Hit path",
-    third round).
-    """
-    if not boxes:
-        return []
-    top = min(y for _, y, _, _ in boxes)
-    bottom = max(y + h for _, y, _, h in boxes)
-    band = np.empty((bottom - top, frame_bgr.shape[1]), np.uint8)
-    # OpenCV hands a conversion of over ~1.5 * 2**16 pixels to its worker threads: on a busy box their wake-ups and
-    # spin-waits cost more process CPU than the split saves (the bench's all-hit frames then used more CPU than
-    # wall time). Chunks of at most 2**16 pixels run on the calling thread.
-    rows = max(1, SERIAL_PIXELS // frame_bgr.shape[1])
-    for r in range(0, bottom - top, rows):
-        cv2.cvtColor(frame_bgr[top + r : min(top + r + rows, bottom)], cv2.COLOR_BGR2GRAY, dst=band[r : r + rows])
-    return [band[y - top : y - top + h, x : x + w] for x, y, w, h in boxes]
-
-
 class LookMaker:
     """The looks of a frame's slots, with a slot's edge share carried over while its picture has not changed.
 
-    The edge share is the costly cue (a blur and two Sobels a slot) and changes only when the picture does. The
-    key memo (hashing.KeyMemo) already judges every slot of every frame: while a crop stays within
-    cache.key_reuse_threshold of the picture its key was computed from, that key is reused. The edge share is
-    handled the same way: it is computed from the picture a key is computed from and reused with that key, so
-    it never drifts further from the slot's current picture than the key does. The memo hands out its reference
+    The edge share is the costly cue (a grey conversion, a shrink, a blur and two Sobels a slot) and changes only
+    when the picture does. The key memo (hashing.KeyMemo) already judges every slot of every frame: while a crop
+    stays within cache.key_reuse_threshold of the picture its key was computed from, that key is reused. The edge
+    share is handled the same way: it is computed from the picture a key is computed from and reused with that key,
+    so it never drifts further from the slot's current picture than the key does. The memo hands out its reference
     thumbnail with the key; an edge share is reused only while that very reference is the memo's (checked by
     identity, so a frame prepared on another thread can never pair a new picture with an old share).
 
-    The thumbnail is computed on every frame: motion and occlusion compare it with the previous frame's at a finer
+    The thumbnail is taken on every frame: motion and occlusion compare it with the previous frame's at a finer
     grain (4 % of its pixels) than the memo's mean difference can see.
     """
 
-    def __init__(self, max_slots: int = 4096) -> None:
+    def __init__(self, max_slots: int = 4096, per_slot: int = 8) -> None:
         self.max_slots = max_slots
-        self._edges: dict[tuple[str, int], tuple[object, float]] = {}  # slot -> (memo reference, edge share)
+        self.per_slot = per_slot  # shares kept a slot: at least the key memo's references a slot
+        self._edges: dict[tuple[str, int], list[tuple[object, float]]] = {}  # slot -> (memo reference, share)
 
     def looks(
         self,
         camera_id: str,
-        frame_bgr: np.ndarray,
-        boxes: Sequence[Box],
+        crops: Sequence[np.ndarray],
+        cue_greys: np.ndarray,
         references: Sequence[object | None] | None = None,
     ) -> list[SlotLook]:
         """The slots' looks; `references` are the key memo's reference of each slot's key (None: no memo)."""
-        refs = list(references) if references is not None else [None] * len(boxes)
-        slots = [(camera_id, i) for i in range(len(boxes))]
-        known = [self._edges.get(slot) if ref is not None else None for slot, ref in zip(slots, refs, strict=True)]
-        carried = [k[1] if k is not None and k[0] is ref else None for k, ref in zip(known, refs, strict=True)]
-        looks = looks_of_greys(grey_slots(frame_bgr, boxes), carried)
+        refs = list(references) if references is not None else [None] * len(crops)
+        slots = [(camera_id, i) for i in range(len(crops))]
+        carried = [self._carried(slot, ref) for slot, ref in zip(slots, refs, strict=True)]
+        looks = looks_of(crops, cue_greys, carried)
         for slot, ref, edges, look in zip(slots, refs, carried, looks, strict=True):
             if ref is not None and edges is None:
-                if len(self._edges) >= self.max_slots and slot not in self._edges:
-                    self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
-                self._edges[slot] = (ref, look.edges)
+                known = self._edges.get(slot)
+                if known is None:
+                    if len(self._edges) >= self.max_slots:
+                        self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
+                    known = self._edges[slot] = []
+                known.insert(0, (ref, look.edges))
+                del known[self.per_slot :]
         return looks
+
+    def _carried(self, slot: tuple[str, int], ref: object | None) -> float | None:
+        if ref is None:
+            return None
+        for known, edges in self._edges.get(slot, ()):
+            if known is ref:
+                return edges
+        return None
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> float:

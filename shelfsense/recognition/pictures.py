@@ -1,0 +1,69 @@
+"""A frame's slot pictures: one small colour picture a slot, from which both per-frame comparisons are made.
+
+Every slot of every frame is compared twice with its past: by the key memo (keymemo.py, "has the picture changed
+since its key was computed?", an 8x8 colour thumbnail) and by the slot-state cues (slotstate.py, "did it move since
+the previous frame?", a 16x12 grey thumbnail). Both are averages over the slot, so both come from one PICTURE (64x64
+colour) made once a slot: two exact 2x2 area halvings take it to 16x16, whose area average to 16x12 in grey is the
+cue thumbnail and whose next halving is the memo thumbnail. A frame's pictures are stacked, so each of those steps is
+one OpenCV call for all slots (no output row reads rows of two slots: tests/test_pictures.py).
+
+The picture is a bilinear resample of the slot: each of its 4096 samples reads 2x2 pixels, about two thirds of a
+136x186 slot's pixels, spread evenly over it, so sensor noise and a pixel of shake average out as they do in an area
+average of every pixel (bench/measure_cues.py, bench/measure_memo.py). A slot over twice the picture's size on both
+sides is first shrunk by a whole factor (an area average), so that a large slot is not point-sampled. OpenCV's area
+resize is vectorised for a factor of 2 only, hence the halvings. Before, the memo resampled each slot on its own and
+the cues converted the slots to grey and shrank them: two passes over the pixels, ~0.5 of an all-hit frame's ~1.1 ms
+above its decode (docs/benchmarks.md, "Hit path", fourth round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["CUE_THUMB", "MEMO_THUMB", "PICTURE", "SlotPictures", "picture_into", "slot_pictures"]
+
+PICTURE = (64, 64)  # w, h of a slot's picture
+MEMO_THUMB = (8, 8)  # the key memo's colour thumbnail: 8x8 pixels of the picture each
+CUE_THUMB = (16, 12)  # the slot-state cues' grey thumbnail
+
+
+def picture_into(crop_bgr: np.ndarray, out: np.ndarray) -> None:
+    """The slot's PICTURE-sized colour picture, written into `out` (h x w x 3 uint8)."""
+    h, w = crop_bgr.shape[:2]
+    k = min(w // (2 * PICTURE[0]), h // (2 * PICTURE[1]))
+    if k >= 2:  # a large slot: area-average by a whole factor first, so that it is not point-sampled
+        crop_bgr = cv2.resize(crop_bgr[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    cv2.resize(crop_bgr, PICTURE, dst=out, interpolation=cv2.INTER_LINEAR)
+
+
+class SlotPictures:
+    """The memo and cue thumbnails of a frame's slots, from one picture a slot."""
+
+    __slots__ = ("cue_greys", "memo_thumbs")
+
+    def __init__(self, memo_thumbs: np.ndarray, cue_greys: np.ndarray) -> None:
+        self.memo_thumbs = memo_thumbs  # n x 8 x 8 x 3 uint8
+        self.cue_greys = cue_greys  # n x 12 x 16 uint8
+
+
+def slot_pictures(crops: Sequence[np.ndarray]) -> SlotPictures:
+    """Every slot's memo thumbnail and cue thumbnail, in one stacked array each."""
+    n = len(crops)
+    pw, ph = PICTURE
+    mw, mh = MEMO_THUMB
+    cw, ch = CUE_THUMB
+    if n == 0:
+        return SlotPictures(np.empty((0, mh, mw, 3), np.uint8), np.empty((0, ch, cw), np.uint8))
+    stack = np.empty((n * ph, pw, 3), np.uint8)
+    for i, crop in enumerate(crops):
+        picture_into(crop, stack[i * ph : (i + 1) * ph])
+    for _ in range(2):  # 64x64 -> 32x32 -> 16x16 a slot
+        h, w = stack.shape[:2]
+        stack = cv2.resize(stack, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    cue = cv2.resize(stack, (cw, ch * n), interpolation=cv2.INTER_AREA)
+    greys = cv2.cvtColor(cue, cv2.COLOR_BGR2GRAY).reshape(n, ch, cw)
+    memo = cv2.resize(stack, (mw, mh * n), interpolation=cv2.INTER_AREA).reshape(n, mh, mw, 3)
+    return SlotPictures(memo, greys)
