@@ -211,3 +211,23 @@ def test_the_current_memo_thumbnail_works_too() -> None:
 def test_a_crop_too_small_to_difference_is_refused() -> None:
     with pytest.raises(ValueError, match="3x3"):
         shift_response(np.zeros((2, 10, 3), np.uint8), memo_thumbnail)
+
+
+@pytest.mark.parametrize("with_gain", [True, False])
+def test_the_fit_is_the_least_squares_fit(with_gain: bool) -> None:
+    """fit_shift and reusable use the stored inverse of the normal equations: the same move as numpy's lstsq."""
+    rng = np.random.default_rng(6)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (H + 4, W + 4, 3), dtype=np.uint8), (0, 0), 3)
+    crop = window(img)
+    ref = thumb_64x48(crop)
+    for response in (
+        shift_response(crop, thumb_64x48, ref, with_gain),
+        grid_shift_response(grid_64x48(crop), crop.shape, ref, with_gain),
+    ):
+        new = thumb_64x48(window(img, 0.6, -0.4))
+        d = new.astype(np.float64).ravel() - ref.astype(np.float64).ravel()
+        expected = np.linalg.lstsq(response.basis.astype(np.float64), d, rcond=None)[0]
+        fit = fit_shift(ref, response, new)
+        got = [fit.dx, fit.dy, fit.gain] if with_gain else [fit.dx, fit.dy]
+        assert np.allclose(got, expected, rtol=1e-3, atol=1e-4), (got, expected)
+        assert fit.mean_residual == pytest.approx(np.abs(d - response.basis @ expected).mean(), rel=1e-3)

@@ -58,10 +58,25 @@ class ShiftResponse:
     inverse: np.ndarray  # (k, k) float32: (B^T B + ridge)^-1, so that inverse @ (B^T D) is the fitted (dx, dy, g)
 
 
+def _ridge_inverse(normal: np.ndarray) -> np.ndarray:
+    """(normal + _RIDGE * I)^-1 of a symmetric k x k matrix: by cofactors in Python floats for k = 3 (~2 us against
+    ~9 us for numpy's eye + add + inv on a matrix this small), by numpy otherwise."""
+    if normal.shape != (3, 3):
+        return np.linalg.inv(normal + _RIDGE * np.eye(len(normal)))
+    (a, b, c), (_, e, f), (_, _, i) = normal.tolist()
+    a, e, i = a + _RIDGE, e + _RIDGE, i + _RIDGE
+    # Cofactors of the symmetric matrix [[a b c] [b e f] [c f i]]; the adjugate is symmetric too.
+    ca, cb, cc = e * i - f * f, c * f - b * i, b * f - c * e
+    ce, cf, ci = a * i - c * c, b * c - a * f, a * e - b * b
+    det = a * ca + b * cb + c * cc
+    return np.array([[ca, cb, cc], [cb, ce, cf], [cc, cf, ci]]) / det
+
+
 def _response(columns: list[np.ndarray]) -> ShiftResponse:
     basis = np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
-    normal = basis.T.astype(np.float64) @ basis + _RIDGE * np.eye(len(columns))
-    return ShiftResponse(basis=basis, inverse=np.linalg.inv(normal).astype(np.float32))
+    # In float64: the gain column's squares sum to ~1e6-1e7, the slopes' to ~1e2-1e3.
+    normal = basis.T.astype(np.float64) @ basis
+    return ShiftResponse(basis=basis, inverse=_ridge_inverse(normal).astype(np.float32))
 
 
 def _gain_column(reference: np.ndarray) -> np.ndarray:
@@ -76,7 +91,7 @@ def shift_response(
 
     crop[1:-1, 2:] shows the picture 2 px further left than crop[1:-1, :-2]; both are the same size, so their
     thumbnails sample alike and differ by the move alone (half of it a px). Views cost no copy, but the four
-    thumbnails cost four thumbnails' time (~90 us for a 136x186 slot); grid_shift_response is ~4x cheaper for a
+    thumbnails cost four thumbnails' time (~80-90 us for a 136x186 slot); grid_shift_response is ~2.5x cheaper for a
     thumbnail that is an area average of a grid. `reference` is thumb_fn(crop), when the caller has it.
     with_gain=False fits the move alone. The crop must be at least 3 px a side.
     """
@@ -104,7 +119,7 @@ def grid_shift_response(
 
     One central difference of the grid in x and in y (the grid's neighbours are 136/64 and 186/48 crop px apart for
     the 64x48 grid of a 136x186 slot, so this is the crop's slope smoothed over a few px) instead of four thumbnails:
-    ~20-30 us against ~90. On real photos it reuses as many moved copies; on the footage it recomputed ~0.05 keys
+    ~30 us against ~80-90. On real photos it reuses as many moved copies; on the footage it recomputed ~0.05 keys
     a frame more than the views (bench/measure_memo.py). `reference` is the thumbnail (its size sets the cells).
     """
     gh, gw = grid.shape[:2]
