@@ -17,9 +17,11 @@ leaves one of up to 100-250 on the cells it covers, which three columns cannot a
 applies to the plain test: a block over a few percent of the facing in a colour close to the picture's average
 moves the mean by under the threshold, and KeyMemo's plain test alone reuses the key across it.
 
-Measured by bench/measure_memo.py (its "Shift-tolerant decisions" tables; the figures are in the commit that added
-this module). Pure functions, no state: KeyMemo would keep the ShiftResponse beside its reference thumbnail
-(~2.6 kB a slot).
+Measured by bench/measure_memo.py (its "Shift-tolerant decisions" tables). On the synthetic footage (seeds 1-3,
+64x48 thumbnail) keys recomputed a frame fall from 1.87-1.97 to 0.67-0.92, none reused across a change of truth;
+the fit then runs on ~5 slot-frames a frame (a drifted slot keeps failing the plain test against its keyed
+thumbnail), ~7 us each. Pure functions, no state: KeyMemo would keep the ShiftResponse beside its reference
+thumbnail (2340 bytes of arrays a slot).
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ MAX_SHIFT = 2.5
 MAX_GAIN = 0.1
 # No single thumbnail value (grey levels) may be further than this from the reference once moved. On real photos
 # the fitted moves, JPEG and noise leave at most ~23 in a value (P99 ~16); flat blocks over 3-10 % of a facing
-# leave P50 50-200. Measured over 16-48 (bench/measure_memo.py): 20 keeps all but one or two of the 296 photos of
-# each camera change and reuses none of the 10 % blocks, 7 of 1184 grey 5 % blocks (the plain test: 864).
+# leave P50 50-200. Swept over 16-48 (bench/measure_memo.py): at 20 at most 1-2 of the 296 moved photos of a
+# camera change are lost to this bound; of 1184 flat blocks over 10 % of a facing none is reused (random colour or
+# grey; the plain test alone reuses 26 and 125), of grey 5 % blocks 7 (plain: 864). On footage it recomputes keys when a hand enters or
+# leaves a corner of a slot, which moves the mean by ~1-3 levels but one cell by 30-90.
 MAX_CELL = 20.0
 # Added to the diagonal of the normal equations: keeps them invertible for a flat crop (an empty shelf back,
-# Gx = Gy = 0), where the fit then finds no move and the plain test decides alone.
+# Gx = Gy ~ 0), where any change then fits as a move far out of bounds and only the first test can reuse.
 _RIDGE = 1e-3
 
 Thumb = Callable[[np.ndarray], np.ndarray]
