@@ -44,8 +44,8 @@ MAX_GAIN = 0.1
 # the fitted moves, JPEG and noise leave at most ~23 in a value (P99 ~16); flat blocks over 3-10 % of a facing
 # leave P50 50-200. Swept over 16-48 (bench/measure_memo.py): at 20 at most 1-2 of the 296 moved photos of a
 # camera change are lost to this bound; of 1184 flat blocks over 10 % of a facing none is reused (random colour or
-# grey; the plain test alone reuses 26 and 125), of grey 5 % blocks 7 (plain: 864). On footage it recomputes keys when a hand enters or
-# leaves a corner of a slot, which moves the mean by ~1-3 levels but one cell by 30-90.
+# grey; the plain test alone reuses 26 and 125), of grey 5 % blocks 7 (plain: 864). On footage it recomputes keys
+# when a hand enters or leaves a corner of a slot, which moves the mean by ~1-3 levels but one cell by 30-90.
 MAX_CELL = 20.0
 # Added to the diagonal of the normal equations: keeps them invertible for a flat crop (an empty shelf back,
 # Gx = Gy ~ 0), where any change then fits as a move far out of bounds and only the first test can reuse.
