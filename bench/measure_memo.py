@@ -1,6 +1,6 @@
 """Key memo study: what counts as "the slot's picture has not changed" (KeyMemo), on real photos and on footage.
 
-Reproduce (under a minute)::
+Reproduce (under a minute with --skip-decisions; ~2 minutes with the decisions on three recordings)::
 
     .venv/bin/python bench/measure_memo.py --footage /tmp/f > /tmp/memo.md
 
@@ -24,6 +24,8 @@ partial occlusions (a flat block over 3-10 % of the facing) and pairs of differe
 reuse, its decision distance on those pairs, and with --footage (one or more recordings) the same simulation as
 above; last, what a decision costs in CPU and memory::
 
+    for s in 1 2 3; do .venv/bin/shelfsense footage synth --products ../shared/datasets/grocery-store/val \
+        --out /tmp/memo-f$s --frames 240 --slots 2x4 --seed $s; done
     .venv/bin/python bench/measure_memo.py --footage /tmp/memo-f1 /tmp/memo-f2 /tmp/memo-f3
 """
 
