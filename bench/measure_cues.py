@@ -6,10 +6,11 @@ Reproduce (under a minute)::
 
 The classifier (recognition/slotstate.py) calls a slot moving when more than shelf.changed_share (4 %) of its 16x12
 thumbnail's pixels changed by over DIFF_LEVEL. Since the fourth hit-path round that thumbnail is an area average of
-the slot's 64x64 bilinear picture (recognition/pictures.py), which reads about two thirds of a 136x186 slot's pixels;
-before, it was an area average of every pixel (the slot in grey, shrunk by a whole factor, then area-resized). For every val
-photo of the grocery store dataset as a 136x186 facing, this prints the changed share between the facing and itself
-after each camera change (bench/camera_changes.py, plus a sub-pixel shake and an exposure drop), both ways.
+the slot's 64x64 bilinear picture (recognition/pictures.py), which reads about two thirds of a 136x186 slot's
+pixels; before, it was an area average of every pixel (the slot in grey, shrunk by a whole factor, then
+area-resized). For every val photo of the grocery store dataset as a 136x186 facing, this prints the changed share
+between the facing and itself after each camera change (bench/camera_changes.py, plus a sub-pixel shake and an
+exposure drop), both ways.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from shelfsense.recognition.hashing import PerceptualKey
 from shelfsense.types import Prediction, Tier
@@ -29,8 +30,9 @@ class Answer:
         return Answer([(label, round(total / (n + 1), 4)) for label, total in ranked], n + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    """A lookup's answer: a named tuple, as it is made for every slot of every frame."""
+
     prediction: Prediction
     tier: Tier  # MEMORY or DISK
     distance: int

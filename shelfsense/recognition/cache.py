@@ -55,12 +55,13 @@ class MemoryTier:
         self._store = KeyStore(max_distance, colour_match)
         self._values: OrderedDict[int, Answer] = OrderedDict()
         self._hits: dict[int, int] = {}  # since the entry's last inference
+        self._keys: dict[int, PerceptualKey] = {}  # the stored keys as objects: a hit hands its key out
 
     def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey, int] | None:
         for distance, item_id in self._store.nearest(key):
             self._values.move_to_end(item_id)
             self._hits[item_id] = hits = self._hits.get(item_id, 0) + 1
-            return self._values[item_id], distance, self._store.key(item_id), hits
+            return self._values[item_id], distance, self._keys[item_id], hits
         return None
 
     def get(self, key: PerceptualKey) -> Answer | None:
@@ -73,9 +74,11 @@ class MemoryTier:
         self._values[item_id] = answer
         self._values.move_to_end(item_id)
         self._hits[item_id] = 0
+        self._keys[item_id] = key
         while len(self._values) > self.max_entries:
             old_id, _ = self._values.popitem(last=False)
             self._hits.pop(old_id, None)
+            self._keys.pop(old_id, None)
             self._store.discard(old_id)
 
     def __len__(self) -> int:

@@ -9,9 +9,8 @@ signature (mean CIE Lab per cell of a coarse grid) separates those. The default 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import cv2
 import imagehash
@@ -45,8 +44,10 @@ MATCH_MEMO = 65_536
 FLAT_BITS = 0
 
 
-@dataclass(frozen=True, slots=True)
-class PerceptualKey:
+class PerceptualKey(NamedTuple):
+    """A slot's key. A named tuple, not a frozen dataclass: keys are hashed and built on every slot of every frame
+    (memo tables, coalescing, the key store), and a tuple's hash and construction are C code."""
+
     bits: int  # 64-bit hash; bit order of int(str(imagehash_obj), 16), i.e. the first hash cell is the MSB
     colour: bytes  # COLOUR_GRID**2 cells x (L, a, b) as OpenCV 8-bit Lab
 

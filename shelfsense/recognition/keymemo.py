@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from shelfsense.recognition.hashing import Hasher, PerceptualKey
+from shelfsense.recognition.memo_shift import ShiftResponse, grid_shift_response, moved, same
 from shelfsense.recognition.pictures import slot_pictures
 
 __all__ = ["KeyMemo"]
@@ -30,38 +30,42 @@ class KeyMemo:
     1, while two different products differ by far more than the threshold of 3.
     """
 
-    def __init__(self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096, references: int = 4) -> None:
+    def __init__(
+        self, hasher: Hasher, threshold: float = 3.0, max_slots: int = 4096, references: int = 4, shake: bool = True
+    ) -> None:
         self.hasher = hasher
         self.threshold = threshold
         self.max_slots = max_slots
         self.references = references
-        self._slots: dict[tuple[str, int], list[tuple[np.ndarray, PerceptualKey]]] = {}
+        self.shake = shake  # forgive a small move and exposure gain (memo_shift.py)
+        self._slots: dict[tuple[str, int], list[_Reference]] = {}
 
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
         return self.key_and_reference(slot, crop_bgr)[0]
 
     def key_and_reference(
-        self, slot: tuple[str, int], crop_bgr: np.ndarray, thumb: np.ndarray | None = None
+        self,
+        slot: tuple[str, int],
+        crop_bgr: np.ndarray,
+        thumb: np.ndarray | None = None,
+        picture: np.ndarray | None = None,
     ) -> tuple[PerceptualKey, object | None]:
         """The key and the memo's reference: one object for as long as the key is reused (None: memo off).
 
-        `thumb` is the crop's memo thumbnail when the caller has it (pictures.SlotPictures.memo_thumbs). Other
-        per-slot figures computed from the same picture as the key (slotstate.LookMaker's edge share) are reused
-        while the reference is the same object.
+        `thumb` and `picture` are the crop's memo thumbnail and picture when the caller has them (pictures.py).
+        Other per-slot figures computed from the same picture as the key (slotstate.LookMaker's edge share) are
+        reused while the reference is the same object.
         """
         if self.threshold <= 0:
             return self.hasher.key(crop_bgr), None
-        if thumb is None:
-            thumb = slot_pictures([crop_bgr]).memo_thumbs[0]
+        if thumb is None or picture is None:
+            made = slot_pictures([crop_bgr])
+            thumb, picture = made.memo_thumbs[0], made.pictures[0]
         known = self._slots.get(slot)
         if known is not None:
-            for i, (reference, key) in enumerate(known):
-                # The L1 norm (an exact integer sum in float64) over the value count is the mean absolute
-                # difference, the same float as absdiff().mean(), without the temporary array: ~1 us instead of ~10.
-                if cv2.norm(thumb, reference, cv2.NORM_L1) / thumb.size <= self.threshold:
-                    if i:
-                        known.insert(0, known.pop(i))
-                    return key, reference
+            found = self._find(known, thumb)
+            if found is not None:
+                return found.key, found.thumb
         key = self.hasher.key(crop_bgr)
         if known is None:
             if len(self._slots) >= self.max_slots:
@@ -69,6 +73,40 @@ class KeyMemo:
             known = self._slots[slot] = []
         # A copy: the frame's stacked thumbnails would otherwise stay alive with the reference.
         reference = thumb.copy()
-        known.insert(0, (reference, key))
+        response = grid_shift_response(picture, crop_bgr.shape, reference) if self.shake else None
+        known.insert(0, _Reference(reference, response, key))
         del known[self.references :]
         return key, reference
+
+    def _find(self, known: list[_Reference], thumb: np.ndarray) -> _Reference | None:
+        """The reference whose picture this is (as it is, else moved or brighter), the last one matched first."""
+        for i, ref in enumerate(known):
+            if self._matches(ref, thumb):
+                if i:
+                    known.insert(0, known.pop(i))
+                return ref
+        return None
+
+    def _matches(self, ref: _Reference, thumb: np.ndarray) -> bool:
+        if same(ref.thumb, thumb, self.threshold):
+            return True
+        # A slot a little brighter or off by a pixel stays so for many frames: the thumbnail a fit last accepted is
+        # tried as it is before fitting again (a fit costs ~7 us, a plain test ~2). Fits are always against the
+        # keyed thumbnail itself, so what is accepted can never drift further from it than one fit allows plus
+        # the plain threshold.
+        if ref.fitted is not None and same(ref.fitted, thumb, self.threshold):
+            return True
+        if ref.response is not None and moved(ref.thumb, ref.response, thumb, self.threshold):
+            ref.fitted = thumb.copy()
+            return True
+        return False
+
+
+class _Reference:
+    __slots__ = ("fitted", "key", "response", "thumb")
+
+    def __init__(self, thumb: np.ndarray, response: ShiftResponse | None, key: PerceptualKey) -> None:
+        self.thumb = thumb  # the memo thumbnail of the crop `key` was computed from
+        self.response = response  # its response to a move and a gain (memo_shift.py)
+        self.key = key
+        self.fitted: np.ndarray | None = None  # the last thumbnail a fit against `thumb` accepted

@@ -42,9 +42,10 @@ def picture_into(crop_bgr: np.ndarray, out: np.ndarray) -> None:
 class SlotPictures:
     """The memo and cue thumbnails of a frame's slots, from one picture a slot."""
 
-    __slots__ = ("cue_greys", "memo_thumbs")
+    __slots__ = ("cue_greys", "memo_thumbs", "pictures")
 
-    def __init__(self, memo_thumbs: np.ndarray, cue_greys: np.ndarray) -> None:
+    def __init__(self, pictures: np.ndarray, memo_thumbs: np.ndarray, cue_greys: np.ndarray) -> None:
+        self.pictures = pictures  # n x 64 x 64 x 3 uint8: the key memo measures a keyed slot's response to shake on it
         self.memo_thumbs = memo_thumbs  # n x 8 x 8 x 3 uint8
         self.cue_greys = cue_greys  # n x 12 x 16 uint8
 
@@ -56,14 +57,17 @@ def slot_pictures(crops: Sequence[np.ndarray]) -> SlotPictures:
     mw, mh = MEMO_THUMB
     cw, ch = CUE_THUMB
     if n == 0:
-        return SlotPictures(np.empty((0, mh, mw, 3), np.uint8), np.empty((0, ch, cw), np.uint8))
+        return SlotPictures(
+            np.empty((0, ph, pw, 3), np.uint8), np.empty((0, mh, mw, 3), np.uint8), np.empty((0, ch, cw), np.uint8)
+        )
     stack = np.empty((n * ph, pw, 3), np.uint8)
     for i, crop in enumerate(crops):
         picture_into(crop, stack[i * ph : (i + 1) * ph])
+    pictures = stack.reshape(n, ph, pw, 3)
     for _ in range(2):  # 64x64 -> 32x32 -> 16x16 a slot
         h, w = stack.shape[:2]
         stack = cv2.resize(stack, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     cue = cv2.resize(stack, (cw, ch * n), interpolation=cv2.INTER_AREA)
     greys = cv2.cvtColor(cue, cv2.COLOR_BGR2GRAY).reshape(n, ch, cw)
     memo = cv2.resize(stack, (mw, mh * n), interpolation=cv2.INTER_AREA).reshape(n, mh, mw, 3)
-    return SlotPictures(memo, greys)
+    return SlotPictures(pictures, memo, greys)

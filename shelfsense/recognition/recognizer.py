@@ -257,8 +257,8 @@ class Recognizer:
         pictures = slot_pictures(crops)
         if self.cache is not None:
             keys, refs = [], []
-            for i, (c, thumb) in enumerate(zip(crops, pictures.memo_thumbs, strict=True)):
-                key, ref = self.keys.key_and_reference((camera.id, i), c, thumb)
+            for i, (c, thumb, picture) in enumerate(zip(crops, pictures.memo_thumbs, pictures.pictures, strict=True)):
+                key, ref = self.keys.key_and_reference((camera.id, i), c, thumb, picture)
                 keys.append(key)
                 refs.append(ref)
         looks = self.looks.looks(camera.id, crops, pictures.cue_greys, refs) if self.states is not None else None
@@ -284,19 +284,23 @@ class Recognizer:
         missed: list[tuple[int, float]] = []  # slot, memory lookup ms
         undecided: list[tuple[int, Hit, float]] = []  # slot, its hit, memory lookup ms
         facings: dict[PerceptualKey, list[tuple[Hit, np.ndarray, PerceptualKey]]] = {}  # by the answer's key
+        lookup, is_undecided, clock = self.cache.lookup_memory, self.confirmer.undecided, time.perf_counter
         for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
-            t0 = time.perf_counter()
-            hit = self.cache.lookup_memory(key)
-            memory_ms = _ms(t0)
+            t0 = clock()
+            hit = lookup(key)
+            memory_ms = (clock() - t0) * 1000.0
             if hit is None:
                 slots.append(None)
                 missed.append((i, memory_ms))
                 continue
-            if (holds is None or holds[i]) and self.confirmer.undecided(hit):
+            if (holds is None or holds[i]) and is_undecided(hit):
                 slots.append(None)
                 undecided.append((i, hit, memory_ms))
                 continue
-            facings.setdefault(hit.key, []).append((hit, crop_bgr, key))
+            group = facings.get(hit.key)
+            if group is None:
+                facings[hit.key] = group = []
+            group.append((hit, crop_bgr, key))
             slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
         for group in facings.values():
             self.confirmer.facings(group)
