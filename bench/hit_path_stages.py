@@ -59,7 +59,9 @@ async def stages(footage: Path) -> dict[str, float]:
             timed(recognizer_module, "slot_pictures", "pictures", spent)
         timed(rec.keys, "key_and_reference" if hasattr(rec.keys, "key_and_reference") else "key", "keys", spent)
         timed(rec.hasher, "key", "recomputed keys", spent)
-        if hasattr(rec, "looks"):
+        if hasattr(recognizer_module, "looks_of"):  # since the fourth hit-path round
+            timed(recognizer_module, "looks_of", "cues", spent)
+        elif hasattr(rec, "looks"):  # the third round's LookMaker
             timed(rec.looks, "looks", "cues", spent)
         else:  # the code before LookMaker
             timed(recognizer_module, "look_of", "cues", spent)

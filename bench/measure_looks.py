@@ -1,11 +1,11 @@
-"""Slot looks with the edge share carried over (slotstate.LookMaker) against looks computed from scratch.
+"""Slot looks with the edge share carried over with the key (recognizer + KeyMemo) against looks from scratch.
 
 Reproduce (a minute or two)::
 
     .venv/bin/python bench/measure_looks.py --footage /tmp/f > /tmp/looks.md
 
 The Recognizer computes a slot's edge share only from the picture its key is computed from, and reuses it while
-the key memo reuses that key (docs/benchmarks.md, "Hit path", third round). This prints:
+the key memo reuses that key (docs/benchmarks.md, "Hit path", third and fourth rounds). This prints:
 
 * on footage with truth.jsonl: every frame's looks both ways, in order, with the Recognizer's KeyMemo deciding
   the reuse: thumbnails equal bit for bit, edge shares of recomputed slots equal, how far a reused share is from
@@ -14,7 +14,7 @@ the key memo reuses that key (docs/benchmarks.md, "Hit path", third round). This
 * on real photos (every val photo of the grocery store dataset and the images of shared/images, each as a
   136x186 slot; also blurred copies, whose edge shares reach down to the empty threshold): for every change the
   memo reuses a key across (1-2 px shifts, JPEG q75, noise), the edge share of the original picture (what
-  LookMaker reuses) against the changed picture's own, and whether the empty decision differs.
+  the recognizer reuses) against the changed picture's own, and whether the empty decision differs.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from camera_changes import SLOT, camera_changes, window
 from shelfsense.bench.setup import resolve_setup
 from shelfsense.config import load_config
 from shelfsense.recognition.decode import decode_frame, slot_crops
-from shelfsense.recognition.hashing import Hasher, KeyMemo, memo_thumbnail
-from shelfsense.recognition.slotstate import LookMaker, SlotStateClassifier, StateRules, look_of
+from shelfsense.recognition.hashing import Hasher
+from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.pictures import slot_pictures
+from shelfsense.recognition.slotstate import SlotStateClassifier, StateRules, look_of, looks_of
 from shelfsense.tools.dataset import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,21 +46,24 @@ def footage_rows(footage: Path) -> list[str]:
     config = load_config()
     camera = setup.config.cameras[setup.camera]
     memo = KeyMemo(Hasher(config.cache.hash), config.cache.key_reuse_threshold)
-    maker = LookMaker()
     rules = StateRules(empty_edges=config.shelf.empty_edges, changed_share=config.shelf.changed_share)
     before, after = SlotStateClassifier(rules), SlotStateClassifier(rules)
     frames = slots = reused = thumbs_differ = recomputed_differ = flips = states_differ = 0
     gaps: list[float] = []
-    last_refs: list[object | None] = []
     for f in setup.open():
         frame = decode_frame(f.data)
         boxes, crops = slot_crops(frame, camera, copy=False)
-        refs = [memo.key_and_reference((setup.camera, i), c)[1] for i, c in enumerate(crops)]
-        # LookMaker reuses a slot's share while the memo's reference is the one it stored the share with: the
-        # previous frame's, since a new reference always gets its share computed and stored.
-        carried_now = [i < len(last_refs) and r is not None and r is last_refs[i] for i, r in enumerate(refs)]
-        last_refs = refs
-        new = maker.looks(setup.camera, frame, boxes, refs)
+        pictures = slot_pictures(crops)
+        keyed = [
+            memo.key_and_reference((setup.camera, i), c, t, p)[1]
+            for i, (c, t, p) in enumerate(zip(crops, pictures.memo_thumbs, pictures.pictures, strict=True))
+        ]
+        # As the Recognizer: a keyed picture's share, once computed, goes with it while the memo reuses its key.
+        carried_now = [k is not None and k.edge_share is not None for k in keyed]
+        new = looks_of(crops, pictures.cue_greys, [k.edge_share if k is not None else None for k in keyed])
+        for k, look in zip(keyed, new, strict=True):
+            if k is not None and k.edge_share is None:
+                k.edge_share = look.edges
         old = [look_of(c) for c in crops]
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
             thumbs_differ += not np.array_equal(a.thumb, b.thumb)
@@ -109,8 +114,8 @@ def photo_rows(data: Path, images: Path, threshold: float, empty_edges: float, s
             gaps, own, flips = [], [], 0
             for _, im in pictures:
                 a, b = window(im), change(im)
-                memo = cv2.norm(memo_thumbnail(a), memo_thumbnail(b), cv2.NORM_L1) / (KeyMemo.SIZE**2 * 3)
-                if memo > threshold:
+                memo = KeyMemo(Hasher(), threshold)
+                if memo.key_and_reference(("c", 0), a)[1] is not memo.key_and_reference(("c", 0), b)[1]:
                     continue  # the key, and with it the edge share, is recomputed
                 ea, eb = look_of(a).edges, look_of(b).edges
                 gaps.append(abs(ea - eb))

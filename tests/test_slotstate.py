@@ -11,7 +11,6 @@ from shelfsense.recognition.keymemo import KeyMemo
 from shelfsense.recognition.pictures import slot_pictures
 from shelfsense.recognition.slotstate import (
     THUMB,
-    LookMaker,
     SlotLook,
     SlotState,
     SlotStateClassifier,
@@ -54,41 +53,24 @@ def test_a_frames_looks_equal_each_slot_looked_at_alone_and_carried_shares_are_u
     assert np.abs(brighter.thumb - looks[0].thumb).mean() < 3.0
 
 
-def test_the_key_memo_hands_out_one_reference_while_it_reuses_a_key() -> None:
+def test_the_key_memo_hands_out_one_keyed_picture_while_it_reuses_a_key_and_its_edge_share_with_it() -> None:
     memo = KeyMemo(Hasher(), threshold=3.0)
     shelf = back()
     facing = shelf[35:221, 36:172].copy()
     facing[20:160, 10:120] = cv2.resize(product("red"), (110, 140))
-    key, ref = memo.key_and_reference(("c", 0), facing)
+    key, keyed = memo.key_and_reference(("c", 0), facing)
+    assert keyed is not None and keyed.key == key and keyed.edge_share is None
+    keyed.edge_share = look_of(facing).edges  # what the recognizer does the first time the share is needed
+    assert keyed.edge_share > 0.1
     noisy = np.clip(facing.astype(np.int16) + 1, 0, 255).astype(np.uint8)
-    assert memo.key_and_reference(("c", 0), noisy) == (key, ref)
-    assert memo.key_and_reference(("c", 0), noisy)[1] is ref
+    again_key, again = memo.key_and_reference(("c", 0), noisy)
+    assert again_key is key and again is keyed and again.edge_share == keyed.edge_share
+    # The facing emptied: a new key and a new keyed picture, whose share is computed from the picture itself.
     emptied = shelf[35:221, 36:172]
-    new_key, new_ref = memo.key_and_reference(("c", 0), emptied)
-    assert new_ref is not ref and new_key != key
+    new_key, new = memo.key_and_reference(("c", 0), emptied)
+    assert new is not keyed and new_key != key and new is not None and new.edge_share is None
+    assert look_of(emptied).edges < 0.1
     assert KeyMemo(Hasher(), threshold=0).key_and_reference(("c", 0), facing) == (key, None)
-
-
-def test_look_maker_carries_an_edge_share_only_with_the_same_memo_reference() -> None:
-    stocked = back()
-    for x, _, w, h in FOOTAGE_BOXES[:4]:
-        stocked[45 : 45 + h - 20, x + 10 : x + w - 10] = cv2.resize(product("blue"), (w - 20, h - 20))
-    empty = back()
-    maker, ref, other = LookMaker(), np.zeros(1), np.zeros(1)
-    boxes = FOOTAGE_BOXES[:1]
-
-    def edges(frame: np.ndarray, refs: list[object] | None) -> float:
-        crops = crops_of(frame, boxes)
-        return maker.looks("c", crops, slot_pictures(crops).cue_greys, refs)[0].edges
-
-    full = edges(stocked, [ref])
-    assert full > 0.1
-    # The memo still holds the stocked picture's key: its edge share goes with it.
-    assert edges(empty, [ref]) == full
-    # A new reference (the memo recomputed the key), or no memo at all: the share of the picture itself.
-    assert edges(empty, [other]) < 0.1
-    assert edges(stocked, None) == full
-    assert edges(empty, [other]) < 0.1
 
 
 def flat(level: float) -> np.ndarray:

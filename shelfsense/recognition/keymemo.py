@@ -8,7 +8,7 @@ from shelfsense.recognition.hashing import Hasher, PerceptualKey
 from shelfsense.recognition.memo_shift import ShiftResponse, grid_shift_response, moved, same
 from shelfsense.recognition.pictures import slot_pictures
 
-__all__ = ["KeyMemo"]
+__all__ = ["KeyMemo", "KeyedPicture"]
 
 
 class KeyMemo:
@@ -38,7 +38,7 @@ class KeyMemo:
         self.max_slots = max_slots
         self.references = references
         self.shake = shake  # forgive a small move and exposure gain (memo_shift.py)
-        self._slots: dict[tuple[str, int], list[_Reference]] = {}
+        self._slots: dict[tuple[str, int], list[KeyedPicture]] = {}
 
     def key(self, slot: tuple[str, int], crop_bgr: np.ndarray) -> PerceptualKey:
         return self.key_and_reference(slot, crop_bgr)[0]
@@ -49,12 +49,11 @@ class KeyMemo:
         crop_bgr: np.ndarray,
         thumb: np.ndarray | None = None,
         picture: np.ndarray | None = None,
-    ) -> tuple[PerceptualKey, object | None]:
-        """The key and the memo's reference: one object for as long as the key is reused (None: memo off).
+    ) -> tuple[PerceptualKey, KeyedPicture | None]:
+        """The key and the keyed picture it was computed from, the same object for as long as the key is reused
+        (None: memo off).
 
         `thumb` and `picture` are the crop's memo thumbnail and picture when the caller has them (pictures.py).
-        Other per-slot figures computed from the same picture as the key (slotstate.LookMaker's edge share) are
-        reused while the reference is the same object.
         """
         if self.threshold <= 0:
             return self.hasher.key(crop_bgr), None
@@ -65,7 +64,7 @@ class KeyMemo:
         if known is not None:
             found = self._find(known, thumb)
             if found is not None:
-                return found.key, found.thumb
+                return found.key, found
         key = self.hasher.key(crop_bgr)
         if known is None:
             if len(self._slots) >= self.max_slots:
@@ -74,11 +73,12 @@ class KeyMemo:
         # A copy: the frame's stacked thumbnails would otherwise stay alive with the reference.
         reference = thumb.copy()
         response = grid_shift_response(picture, crop_bgr.shape, reference) if self.shake else None
-        known.insert(0, _Reference(reference, response, key))
+        keyed = KeyedPicture(reference, response, key)
+        known.insert(0, keyed)
         del known[self.references :]
-        return key, reference
+        return key, keyed
 
-    def _find(self, known: list[_Reference], thumb: np.ndarray) -> _Reference | None:
+    def _find(self, known: list[KeyedPicture], thumb: np.ndarray) -> KeyedPicture | None:
         """The reference whose picture this is (as it is, else moved or brighter), the last one matched first."""
         for i, ref in enumerate(known):
             if self._matches(ref, thumb):
@@ -87,7 +87,7 @@ class KeyMemo:
                 return ref
         return None
 
-    def _matches(self, ref: _Reference, thumb: np.ndarray) -> bool:
+    def _matches(self, ref: KeyedPicture, thumb: np.ndarray) -> bool:
         if same(ref.thumb, thumb, self.threshold):
             return True
         # A slot a little brighter or off by a pixel stays so for many frames: the thumbnail a fit last accepted is
@@ -102,11 +102,16 @@ class KeyMemo:
         return False
 
 
-class _Reference:
-    __slots__ = ("fitted", "key", "response", "thumb")
+class KeyedPicture:
+    """A picture a slot's key was computed from, as the memo keeps it; handed out with the key."""
+
+    __slots__ = ("edge_share", "fitted", "key", "response", "thumb")
 
     def __init__(self, thumb: np.ndarray, response: ShiftResponse | None, key: PerceptualKey) -> None:
         self.thumb = thumb  # the memo thumbnail of the crop `key` was computed from
         self.response = response  # its response to a move and a gain (memo_shift.py)
         self.key = key
         self.fitted: np.ndarray | None = None  # the last thumbnail a fit against `thumb` accepted
+        # The slot-state edge share of this picture, set by the recognizer the first time it is needed: the edge
+        # share is the costly cue, and while the key is reused the slot still shows this picture (slotstate.py).
+        self.edge_share: float | None = None

@@ -18,10 +18,9 @@ applies to the plain test: a block over a few percent of the facing in a colour 
 moves the mean by under the threshold, and KeyMemo's plain test alone reuses the key across it.
 
 Measured by bench/measure_memo.py (its "Shift-tolerant decisions" tables). On the synthetic footage (seeds 1-3,
-64x48 thumbnail) keys recomputed a frame fall from 1.87-1.97 to 0.67-0.92, none reused across a change of truth;
-the fit then runs on ~5 slot-frames a frame (a drifted slot keeps failing the plain test against its keyed
-thumbnail), ~7 us each. Pure functions, no state: KeyMemo would keep the ShiftResponse beside its reference
-thumbnail (2340 bytes of arrays a slot).
+64x48 thumbnail of the study) keys recomputed a frame fall from 1.87-1.97 to 0.67-0.92, none reused across a change
+of truth; a fit costs ~7 us. Pure functions, no state: KeyMemo (keymemo.py) keeps the ShiftResponse beside each
+reference thumbnail (~2.3 KB of arrays) and tries the thumbnail a fit last accepted before fitting again.
 """
 
 from __future__ import annotations
@@ -122,7 +121,7 @@ def grid_shift_response(
     the thumbnail's response is the area average of the grid's own slope, scaled from grid px to crop px.
 
     One central difference of the grid in x and in y (the grid's neighbours are 136/64 and 186/48 crop px apart for
-    the 64x48 grid of a 136x186 slot, so this is the crop's slope smoothed over a few px) instead of four thumbnails:
+    the 64x64 picture of a 136x186 slot, so this is the crop's slope smoothed over a few px) instead of four thumbnails:
     ~30 us against ~80-90. On real photos it reuses as many moved copies; on the footage it recomputed ~0.05 keys
     a frame more than the views (bench/measure_memo.py). `reference` is the thumbnail (its size sets the cells).
     """

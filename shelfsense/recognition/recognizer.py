@@ -26,12 +26,12 @@ from shelfsense.recognition.confirm import Confirmer
 from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, PerceptualKey
-from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.keymemo import KeyedPicture, KeyMemo
 from shelfsense.recognition.pictures import slot_pictures
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slotstate import LookMaker, SlotLook, SlotStateClassifier
+from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, looks_of
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -76,11 +76,13 @@ class Recognizer:
         self.hasher = hasher
         self.cache = cache
         self.coalescer = Coalescer(config.cache.max_distance, hasher.colour_matches)
-        self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold)
+        # Per-slot memory is kept for the configured cameras' slots and for as many unconfigured (whole-frame, one
+        # slot) cameras as server.allow_unknown_cameras keeps track of: ~11 KB a slot in the key memo.
+        slots = sum(c.slot_count for c in config.cameras.values()) + config.server.max_cameras
+        self.keys = KeyMemo(hasher, config.cache.key_reuse_threshold, max_slots=slots)
         # Without a cache there is nothing to confirm; the confirmer still holds the (zero) counters the stats read.
         self.confirmer = Confirmer(config.cache, pool, cache)  # type: ignore[arg-type]
         self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
-        self.looks = LookMaker()
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
         self._in_flight = 0  # recognize() calls under way
@@ -251,17 +253,23 @@ class Recognizer:
         boxes, crops = slot_crops(frame, camera, copy=False)
         t1 = time.perf_counter()
         keys: list[PerceptualKey] | None = None
-        refs: list[object | None] | None = None  # the key memo's reference of each key: see LookMaker
+        keyed: list[KeyedPicture | None] = [None] * len(crops)  # the picture each key was computed from
         if self.cache is None and self.states is None:
             return _Prepared(width, height, boxes, crops, None, None, (t1 - t0) * 1000.0, 0.0)
         pictures = slot_pictures(crops)
         if self.cache is not None:
-            keys, refs = [], []
+            keys = []
             for i, (c, thumb, picture) in enumerate(zip(crops, pictures.memo_thumbs, pictures.pictures, strict=True)):
-                key, ref = self.keys.key_and_reference((camera.id, i), c, thumb, picture)
+                key, keyed[i] = self.keys.key_and_reference((camera.id, i), c, thumb, picture)
                 keys.append(key)
-                refs.append(ref)
-        looks = self.looks.looks(camera.id, crops, pictures.cue_greys, refs) if self.states is not None else None
+        looks = None
+        if self.states is not None:
+            # The edge share is computed from the picture a key is computed from and reused with that key, so it
+            # never drifts further from the slot's picture than the key does (docs/shelf.md).
+            looks = looks_of(crops, pictures.cue_greys, [k.edge_share if k is not None else None for k in keyed])
+            for k, look in zip(keyed, looks, strict=True):
+                if k is not None and k.edge_share is None:
+                    k.edge_share = look.edges
         return _Prepared(width, height, boxes, crops, keys, looks, (t1 - t0) * 1000.0, _ms(t1))
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:

@@ -32,7 +32,6 @@ from shelfsense.config import Config
 from shelfsense.recognition.pictures import CUE_THUMB, slot_pictures
 
 __all__ = [
-    "LookMaker",
     "SlotLook",
     "SlotState",
     "SlotStateClassifier",
@@ -84,8 +83,8 @@ def look_of(crop_bgr: np.ndarray, edges: float | None = None) -> SlotLook:
 
 def looks_of(crops: Sequence[np.ndarray], cue_greys: np.ndarray, edges: Sequence[float | None]) -> list[SlotLook]:
     """The slots' looks from their cue thumbnails (pictures.SlotPictures.cue_greys), each thumbnail divided by its
-    mean in one go; `edges[i]`, when given, is slot i's edge share from a picture the caller knows to be the same (see
-    LookMaker), else it is computed from the crop."""
+    mean in one go; `edges[i]`, when given, is slot i's edge share from a picture the caller knows to be the same (the
+    recognizer's key memo), else it is computed from the crop."""
     n = len(crops)
     thumbs = cue_greys.astype(np.float32)
     means = thumbs.reshape(n, -1).sum(axis=1) / np.float32(THUMB[0] * THUMB[1])
@@ -111,58 +110,6 @@ def edge_share(small: np.ndarray) -> float:
         cv2.convertScaleAbs(cv2.Sobel(blurred, cv2.CV_16S, 0, 1), alpha=0.25),
     )
     return float(np.count_nonzero(gradient > EDGE_LEVEL)) / gradient.size
-
-
-class LookMaker:
-    """The looks of a frame's slots, with a slot's edge share carried over while its picture has not changed.
-
-    The edge share is the costly cue (a grey conversion, a shrink, a blur and two Sobels a slot) and changes only
-    when the picture does. The key memo (hashing.KeyMemo) already judges every slot of every frame: while a crop
-    stays within cache.key_reuse_threshold of the picture its key was computed from, that key is reused. The edge
-    share is handled the same way: it is computed from the picture a key is computed from and reused with that key,
-    so it never drifts further from the slot's current picture than the key does. The memo hands out its reference
-    thumbnail with the key; an edge share is reused only while that very reference is the memo's (checked by
-    identity, so a frame prepared on another thread can never pair a new picture with an old share).
-
-    The thumbnail is taken on every frame: motion and occlusion compare it with the previous frame's at a finer
-    grain (4 % of its pixels) than the memo's mean difference can see.
-    """
-
-    def __init__(self, max_slots: int = 4096, per_slot: int = 8) -> None:
-        self.max_slots = max_slots
-        self.per_slot = per_slot  # shares kept a slot: at least the key memo's references a slot
-        self._edges: dict[tuple[str, int], list[tuple[object, float]]] = {}  # slot -> (memo reference, share)
-
-    def looks(
-        self,
-        camera_id: str,
-        crops: Sequence[np.ndarray],
-        cue_greys: np.ndarray,
-        references: Sequence[object | None] | None = None,
-    ) -> list[SlotLook]:
-        """The slots' looks; `references` are the key memo's reference of each slot's key (None: no memo)."""
-        refs = list(references) if references is not None else [None] * len(crops)
-        slots = [(camera_id, i) for i in range(len(crops))]
-        carried = [self._carried(slot, ref) for slot, ref in zip(slots, refs, strict=True)]
-        looks = looks_of(crops, cue_greys, carried)
-        for slot, ref, edges, look in zip(slots, refs, carried, looks, strict=True):
-            if ref is not None and edges is None:
-                known = self._edges.get(slot)
-                if known is None:
-                    if len(self._edges) >= self.max_slots:
-                        self._edges.pop(next(iter(self._edges)))  # unknown cameras come and go; keep memory bounded
-                    known = self._edges[slot] = []
-                known.insert(0, (ref, look.edges))
-                del known[self.per_slot :]
-        return looks
-
-    def _carried(self, slot: tuple[str, int], ref: object | None) -> float | None:
-        if ref is None:
-            return None
-        for known, edges in self._edges.get(slot, ()):
-            if known is ref:
-                return edges
-        return None
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> float:
