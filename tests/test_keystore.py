@@ -56,10 +56,10 @@ def test_memory_tier_finds_a_nearer_key_stored_after_a_lookup() -> None:
     far, nearer = near(query, 6, rng), near(query, 1, rng)
     tier = MemoryTier(2, RADIUS, same_colour)
     tier.put(far, Answer([("far", 0.9)]))
-    assert tier.lookup(query)[1] == 6
+    assert tier.lookup(query).distance == 6
     tier.put(nearer, Answer([("nearer", 0.9)]))
-    answer, distance, stored, _ = tier.lookup(query)
-    assert (answer.prediction[0][0], distance, stored) == ("nearer", 1, nearer)
+    hit = tier.lookup(query)
+    assert (hit.prediction[0][0], hit.distance, hit.key) == ("nearer", 1, nearer)
     # The LRU drops the least recently used entry (far) when a third arrives: lookups stop finding it.
     tier.put(PerceptualKey(rng.getrandbits(64), colour), Answer([("other", 0.9)]))
     tier.put(PerceptualKey(rng.getrandbits(64), colour), Answer([("other", 0.9)]))

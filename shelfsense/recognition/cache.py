@@ -57,11 +57,12 @@ class MemoryTier:
         self._hits: dict[int, int] = {}  # since the entry's last inference
         self._keys: dict[int, PerceptualKey] = {}  # the stored keys as objects: a hit hands its key out
 
-    def lookup(self, key: PerceptualKey) -> tuple[Answer, int, PerceptualKey, int] | None:
+    def lookup(self, key: PerceptualKey) -> Hit | None:
         for distance, item_id in self._store.nearest(key):
             self._values.move_to_end(item_id)
             self._hits[item_id] = hits = self._hits.get(item_id, 0) + 1
-            return self._values[item_id], distance, self._keys[item_id], hits
+            answer = self._values[item_id]
+            return Hit(answer.prediction, Tier.MEMORY, distance, self._keys[item_id], answer.inferences, hits)
         return None
 
     def get(self, key: PerceptualKey) -> Answer | None:
@@ -110,11 +111,7 @@ class ResultCache:
             pass
 
     def lookup_memory(self, key: PerceptualKey) -> Hit | None:
-        found = self.memory.lookup(key)
-        if found is None:
-            return None
-        answer, distance, stored, hits = found
-        return Hit(answer.prediction, Tier.MEMORY, distance, stored, answer.inferences, hits)
+        return self.memory.lookup(key)
 
     async def lookup_disk(self, key: PerceptualKey) -> Hit | None:
         if self.disk is None:

@@ -62,6 +62,9 @@ class KeyMemo:
             thumb, picture = made.memo_thumbs[0], made.pictures[0]
         known = self._slots.get(slot)
         if known is not None:
+            last = known[0]
+            if same(last.thumb, thumb, self.threshold):  # most slots of most frames: the last picture, as it is
+                return last.key, last
             found = self._find(known, thumb)
             if found is not None:
                 return found.key, found
