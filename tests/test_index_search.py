@@ -31,13 +31,12 @@ def test_three_substrings_match_brute_force_at_every_radius(buffered: int) -> No
     keys += rng.integers(0, 2**64 - 1, size=3000, dtype=np.uint64, endpoint=True).tolist()
     index = HammingIndex(8, chunks=3, scan_limit=0, buffer_limit=max(buffered, 1) + 1)
     index.add_many(np.array(keys, dtype=np.uint64), np.arange(len(keys)))
-    pairs = list(enumerate(keys))
+    pairs = [(key, i) for i, key in enumerate(keys)]
     for c in centres[:10]:
         for _ in range(buffered // 10):
             key = flipped(c, int(rng.integers(9)), rng)
             index.add(key, len(pairs))
-            pairs.append((len(pairs), key))
-    pairs = [(key, i) for i, key in pairs]
+            pairs.append((key, len(pairs)))
     assert index.chunks == 3 and len(index) == len(pairs)
     assert index._n - index._tabled == buffered  # the buffer is scanned beside the tables
     queries = centres + [flipped(c, 4, rng) for c in centres] + rng.integers(0, 2**63, size=20).tolist()
