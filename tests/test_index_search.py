@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shelfsense.recognition.index import HammingIndex
+from shelfsense.recognition.index import HammingIndex, popcount_bytes
 from shelfsense.recognition.index_tables import make_plan
 
 
@@ -56,3 +56,11 @@ def test_plan_counts_repeat_into_the_table_of_each_probe(radius: int, chunks: in
     plan = make_plan(radius, chunks, tables, 12)
     assert np.array_equal(np.arange(tables).repeat(plan.counts), plan.tables)
     assert plan.first == int(np.count_nonzero(plan.tables == 0))
+
+
+def test_byte_table_popcount_keeps_the_shape() -> None:
+    # numpy < 2's popcount: search_many checks its insert buffer as a (query x row) array.
+    values = np.random.default_rng(3).integers(0, 2**64 - 1, size=(3, 5), dtype=np.uint64, endpoint=True)
+    counts = popcount_bytes(values)
+    assert counts.shape == (3, 5)
+    assert counts.tolist() == [[v.bit_count() for v in row] for row in values.tolist()]

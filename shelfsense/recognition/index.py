@@ -62,7 +62,8 @@ _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 def popcount_bytes(x: np.ndarray) -> np.ndarray:
     """Per-element popcount of a uint64 array through a byte table (numpy < 2 has no bitwise_count)."""
-    return _BYTE_POP[x.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.uint8)
+    # The input's shape kept: search_many checks its insert buffer as a 2-D (query x row) array.
+    return _BYTE_POP[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
 
 
 # The tflite-runtime fallback environment pins numpy < 2.
