@@ -17,9 +17,11 @@ class KeyMemo:
     A shelf camera does not move, so most slots show the same facing frame after frame, and the pHash
     (a LANCZOS resize and a DCT, ~0.15 ms a crop here) would be recomputed for nothing. The memo keeps, per
     slot, the 8x8 colour thumbnail (pictures.py) of the crop its key was computed from; while a new crop's
-    thumbnail stays within `threshold` grey levels (mean absolute difference) of it, the old key is reused.
-    Comparing with the thumbnail of the key, not of the previous frame, keeps slow drift (exposure) from
-    accumulating unseen. A threshold of 0 turns the memo off.
+    thumbnail stays within `threshold` grey levels of it on average and memo_shift.MAX_CELL in every value, or is
+    that thumbnail moved by a pixel or two and a little brighter (memo_shift.py: a camera's shake and exposure, which
+    pHash is built to ignore), the old key is reused. Comparing with the thumbnail of the key, not of the previous
+    frame, keeps slow drift from accumulating unseen. A threshold of 0 turns the memo off; shake=False keeps the
+    plain test only.
 
     A slot keeps the thumbnails of its last `references` keyed pictures, most recently matched first. A mount that
     shakes leaves a slot a pixel off for a frame and then back: with one reference the return was recomputed as
