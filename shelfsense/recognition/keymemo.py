@@ -86,14 +86,14 @@ class KeyMemo:
     def _find(self, known: list[KeyedPicture], thumb: np.ndarray) -> KeyedPicture | None:
         """The reference whose picture this is (as it is, else moved or brighter), the last one matched first."""
         for i, ref in enumerate(known):
-            if self._matches(ref, thumb):
+            if self._matches(ref, thumb, plain=i > 0):  # the caller tried the last one as it is
                 if i:
                     known.insert(0, known.pop(i))
                 return ref
         return None
 
-    def _matches(self, ref: KeyedPicture, thumb: np.ndarray) -> bool:
-        if same(ref.thumb, thumb, self.threshold):
+    def _matches(self, ref: KeyedPicture, thumb: np.ndarray, plain: bool = True) -> bool:
+        if plain and same(ref.thumb, thumb, self.threshold):
             return True
         # A slot a little brighter or off by a pixel stays so for many frames: the thumbnail a fit last accepted is
         # tried as it is before fitting again (a fit costs ~7 us, a plain test ~2). Fits are always against the

@@ -182,8 +182,7 @@ def reusable(
 
 def same(reference: np.ndarray, new_thumb: np.ndarray, threshold: float, max_cell: float = MAX_CELL) -> bool:
     """reusable's first test: the picture as it is, within `threshold` on average and max_cell in every value."""
-    # Inlined plain_distance: this runs on every slot of every frame.
-    if cv2.norm(new_thumb, reference, cv2.NORM_L1) / new_thumb.size > threshold:
+    if plain_distance(reference, new_thumb) > threshold:
         return False
     return cv2.norm(new_thumb, reference, cv2.NORM_INF) <= max_cell
 
