@@ -42,6 +42,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from camera_changes import SLOT, Change, camera_changes, jpeg, window
 
 from shelfsense.bench.setup import resolve_setup
@@ -200,10 +201,27 @@ def _grid_of(size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
     return grid
 
 
-# The thumbnails the decisions are measured with, KeyMemo's today and the one main is moving to, each with its grid.
-DECISION_THUMBS: dict[str, Thumb] = {"memo_thumbnail": memo_thumbnail, "64x48": memo_thumbnail_64x48}
+def _half_decoded(crop: np.ndarray) -> np.ndarray:
+    """The facing as the recognizer pictures it since the fifth hit-path round: sent as a JPEG (q90) and decoded at
+    half size (pictures.picture_reduction of a 136x186 slot)."""
+    data = simplejpeg.encode_jpeg(np.ascontiguousarray(crop), quality=90, colorspace="BGR")
+    return decode_frame(data, None, 2)
+
+
+def reduced_thumbnail(crop: np.ndarray) -> np.ndarray:
+    return slot_pictures([_half_decoded(crop)]).memo_thumbs[0]
+
+
+# The thumbnails the decisions are measured with, each with its grid: KeyMemo's picture from the full crop (fourth
+# round), from the half-size decode the recognizer uses now, and the 64x48 one tried in the fourth round.
+DECISION_THUMBS: dict[str, Thumb] = {
+    "memo_thumbnail": memo_thumbnail,
+    "half-size decode (recognizer now)": reduced_thumbnail,
+    "64x48": memo_thumbnail_64x48,
+}
 GRIDS: dict[Thumb, Callable[[np.ndarray], np.ndarray]] = {
     memo_thumbnail: _grid_of((64, 64)),
+    reduced_thumbnail: lambda crop: slot_pictures([_half_decoded(crop)]).pictures[0],
     memo_thumbnail_64x48: _grid_of((64, 48)),
 }
 NEIGHBOURS = [(sx, sy) for sy in (-1, 0, 1) for sx in (-1, 0, 1) if sx or sy]

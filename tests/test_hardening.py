@@ -134,6 +134,26 @@ async def test_corrupt_jpeg_is_refused_not_classified_or_cached(tmp_path: Path) 
         assert status == 200 and [s["label"] for s in answer["slots"]] == ["red", "green"]
 
 
+async def test_corrupt_data_is_refused_where_a_reduced_decode_would_answer(tmp_path: Path) -> None:
+    """A fixed camera's frame whose slots all keep their keys is decoded at a reduced size only (its 320x240 slots
+    at half size, pictures.picture_reduction): corrupt data must be refused there too, not answered from the
+    cache that the previous good frames filled."""
+    noise = np.random.default_rng(2).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    good = jpeg(cv2.GaussianBlur(noise, (9, 9), 0), 90)
+    broken = bytearray(good)
+    broken[len(good) // 3 : len(good) // 2] = bytes(len(good) // 2 - len(good) // 3)
+    config = _config(tmp_path, cameras={"big": {"grid": {"rows": 2, "cols": 2}}})
+    async with live(config) as url, aiohttp.ClientSession() as session:
+        for first in (True, False):
+            status, answer, _ = await _post(session, url, "big", good)
+            tiers = {s["cache"] for s in answer["slots"]}
+            assert status == 200 and ("memory" not in tiers if first else tiers == {"memory"}), answer
+        for body in (bytes(broken), good[: len(good) * 2 // 3]):
+            status, answer, _ = await _post(session, url, "big", body)
+            assert status == 400 and "not a decodable JPEG" in answer["detail"], answer
+        assert (await _stats(session, url))["frames"] == 2
+
+
 async def test_a_frame_of_another_size_than_declared_is_400(tmp_path: Path) -> None:
     async with live(_config(tmp_path)) as url, aiohttp.ClientSession() as session:
         status, answer, _ = await _post(session, url, "sized", _frame(size=(96, 96)))

@@ -13,6 +13,7 @@ import pytest
 from conftest import colour_config, grocery_photos, jpeg, tile
 
 from shelfsense.errors import BadImageError, UnknownCameraError
+from shelfsense.recognition.decode import decode_frame
 from shelfsense.recognition.recognizer import Recognizer
 
 
@@ -280,6 +281,10 @@ async def test_unchanged_slots_reuse_their_key_and_a_swapped_product_does_not(ma
         result = await r.recognize("shelf", jpeg(swapped, 85))
         assert [s.cache for s in result.slots] == ["memory"] * 3 + ["miss"] + ["memory"] * 4
         assert r.pool.invokes == 9
+        # The 160x240 slots are pictured from a half-size decode; the miss is still inferred on its full-size crop.
+        x, y, w, h = result.slots[3].box
+        full, _ = await r.pool.classify(np.ascontiguousarray(decode_frame(jpeg(swapped, 85))[y : y + h, x : x + w]))
+        assert result.slots[3].top_k == full
     finally:
         await r.close()
 
@@ -292,24 +297,35 @@ def _purple(red: int, blue: int) -> np.ndarray:
     return img
 
 
+@pytest.mark.parametrize("scale", [1, 3])
 @pytest.mark.parametrize(("confirm", "settled"), [(1, "red"), (3, "blue")])
-async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(tmp_path: Path, confirm: int, settled: str):
+async def test_an_unlucky_first_answer_is_outvoted_by_confirmations(
+    tmp_path: Path, confirm: int, settled: str, scale: int
+) -> None:
     """First frame read as red (0.58); the same facing in the next frames reads blue (0.70). A cache that keeps
     its first sample says red forever; averaging three inferences (after 2 and 4 more hits) says blue, as fresh
-    inference mostly does."""
+    inference mostly does. At scale 3 the all-hit frames are decoded at half size only (pictures.picture_reduction)
+    and a confirmation due on one decodes its full-size crop."""
     config = colour_config(tmp_path, {"one": {}}).replace(cache={"confirm_inferences": confirm})
     r = await Recognizer.create(config)
+
+    def picture(red: int, blue: int) -> np.ndarray:
+        return cv2.resize(_purple(red, blue), None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+
+    def carton(red: int, blue: int) -> bytes:
+        return jpeg(picture(red, blue), 95)
+
     try:
-        first = await r.recognize("one", jpeg(_purple(196, 192), 95))
+        first = await r.recognize("one", carton(196, 192))
         assert (first.slots[0].cache, first.slots[0].label) == ("miss", "red")
         for _ in range(12):  # confirmations after 2, then 4 more hits; then nothing until re-verification
-            res = await r.recognize("one", jpeg(_purple(188, 200), 95))
+            res = await r.recognize("one", carton(188, 200))
             assert res.slots[0].cache == "memory"
             await r.settle()
         assert res.slots[0].label == settled
         assert r.pool.invokes == confirm  # one miss, then confirmations until `confirm` inferences, no more
         assert r.confirmations == confirm - 1
-        hit = r.cache.lookup_memory(r.hasher.key(_purple(196, 192)))
+        hit = r.cache.lookup_memory(r.hasher.key(picture(196, 192)))
         assert hit is not None and hit.inferences == confirm and hit.prediction[0][0] == settled
     finally:
         await r.close()

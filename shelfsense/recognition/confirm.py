@@ -31,7 +31,7 @@ CONFIRM_BASE = 2
 
 log = logging.getLogger(__name__)
 
-Facing = tuple[Hit, np.ndarray, PerceptualKey]  # one slot's hit, its crop and its own key
+Facing = tuple[Hit, int, PerceptualKey]  # one slot's hit, the slot and its own key
 
 
 class Confirmer:
@@ -71,8 +71,10 @@ class Confirmer:
         gap = hit.prediction[0][1] - hit.prediction[1][1] if len(hit.prediction) >= 2 else 1.0
         return gap < c.undecided_margin / math.sqrt(hit.inferences)
 
-    def facings(self, group: list[Facing]) -> None:
-        """Which facing a confirmation or re-verification of an answer hit by several slots of a frame infers.
+    def facing(self, group: list[Facing]) -> Facing | None:
+        """Which facing of an answer hit by several slots of a frame a confirmation or re-verification infers now,
+        if one is due (see `maybe`): the recognizer then cuts that slot's crop, decoding the frame whole if it has
+        not yet.
 
         The hit count grows by the number of facings a frame, so the count that makes a confirmation due is always
         reached on the same facing: confirming with the crop that reached it would average one facing's view over
@@ -82,11 +84,23 @@ class Confirmer:
         is the last hit's, which has the highest count.
         """
         last = group[-1][0]
+        if not self.due(last):
+            return None
         if last.inferences < self.config.confirm_inferences:
-            _, crop_bgr, key = group[last.inferences % len(group)]
+            _, slot, key = group[last.inferences % len(group)]
         else:
-            _, crop_bgr, key = max(group, key=lambda facing: facing[0].distance)
-        self.maybe(last, crop_bgr, key)
+            _, slot, key = max(group, key=lambda facing: facing[0].distance)
+        return last, slot, key
+
+    def due(self, hit: Hit) -> bool:
+        """Whether `maybe` would start a background inference for this hit now."""
+        confirmed = hit.inferences >= self.config.confirm_inferences
+        return not (
+            self.paused
+            or (hit.hits < CONFIRM_BASE**hit.inferences if not confirmed else not self.reverify.due(hit))
+            or hit.key in self._running
+            or self.pool.pending >= self.pool.threads
+        )
 
     def maybe(self, hit: Hit, crop_bgr: np.ndarray, key: PerceptualKey) -> None:
         """While an answer rests on fewer than cache.confirm_inferences inferences, re-infer a hit in the background.
@@ -99,14 +113,9 @@ class Confirmer:
         closer to independent samples. The hit is answered at once with what is cached; the confirmation uses idle
         workers only, so it never delays a miss.
         """
-        confirmed = hit.inferences >= self.config.confirm_inferences
-        if (
-            self.paused
-            or (hit.hits < CONFIRM_BASE**hit.inferences if not confirmed else not self.reverify.due(hit))
-            or hit.key in self._running
-            or self.pool.pending >= self.pool.threads
-        ):
+        if not self.due(hit):
             return
+        confirmed = hit.inferences >= self.config.confirm_inferences
         # A copy: the confirmation may still wait for a worker after this frame is answered, and the crop is a
         # view that would keep the whole frame alive. The frame's own misses are awaited by the frame itself.
         crop_bgr = crop_bgr.copy()

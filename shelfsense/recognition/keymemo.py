@@ -62,15 +62,37 @@ class KeyMemo:
         if thumb is None or picture is None:
             made = slot_pictures([crop_bgr])
             thumb, picture = made.memo_thumbs[0], made.pictures[0]
+        return self.reused(slot, thumb) or self.computed(slot, crop_bgr, thumb, picture)
+
+    def reused(self, slot: tuple[str, int], thumb: np.ndarray) -> tuple[PerceptualKey, KeyedPicture] | None:
+        """The slot's key and keyed picture if this memo thumbnail shows a picture it was computed from, else None.
+
+        Needs no pixels but the thumbnail: the recognizer decodes a frame whose slots all keep their keys at a
+        reduced size only (pictures.picture_reduction).
+        """
+        if self.threshold <= 0:
+            return None
         known = self._slots.get(slot)
-        if known is not None:
-            last = known[0]
-            if same(last.thumb, thumb, self.threshold):  # most slots of most frames: the last picture, as it is
-                return last.key, last
-            found = self._find(known, thumb)
-            if found is not None:
-                return found.key, found
+        if known is None:
+            return None
+        last = known[0]
+        if same(last.thumb, thumb, self.threshold):  # most slots of most frames: the last picture, as it is
+            return last.key, last
+        found = self._find(known, thumb)
+        return None if found is None else (found.key, found)
+
+    def computed(
+        self, slot: tuple[str, int], crop_bgr: np.ndarray, thumb: np.ndarray, picture: np.ndarray
+    ) -> tuple[PerceptualKey, KeyedPicture | None]:
+        """The key computed from the crop, kept with its picture's thumbnail as the slot's latest reference.
+
+        `picture` covers the same part of the shelf as the crop at whatever decode reduction: the move the memo
+        forgives is measured in the crop's own pixels (grid_shift_response scales the picture's slope to them).
+        """
         key = self.hasher.key(crop_bgr)
+        if self.threshold <= 0:
+            return key, None
+        known = self._slots.get(slot)
         if known is None:
             if len(self._slots) >= self.max_slots:
                 self._slots.pop(next(iter(self._slots)))  # unknown cameras come and go; keep memory bounded

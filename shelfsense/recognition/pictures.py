@@ -5,7 +5,7 @@ since its key was computed?", an 8x8 colour thumbnail) and by the slot-state cue
 the previous frame?", a 16x12 grey thumbnail). Both are averages over the slot, so both come from one PICTURE (64x64
 colour) made once a slot: two exact 2x2 area halvings take it to 16x16, whose area average to 16x12 in grey is the
 cue thumbnail and whose next halving is the memo thumbnail. A frame's pictures are stacked, so each of those steps is
-one OpenCV call for all slots (no output row reads rows of two slots: tests/test_pictures.py).
+one OpenCV call for all slots (no output row reads rows of two slots: tests/test_slotstate.py).
 
 The picture is a bilinear resample of the slot: each of its 4096 samples reads 2x2 pixels, about two thirds of a
 136x186 slot's pixels, spread evenly over it, so sensor noise and a pixel of shake average out as they do in an area
@@ -14,6 +14,10 @@ sides is first shrunk by a whole factor (an area average), so that a large slot 
 resize is vectorised for a factor of 2 only, hence the halvings. Before, the memo resampled each slot on its own and
 the cues converted the slots to grey and shrank them: two passes over the pixels, ~0.5 of an all-hit frame's ~1.1 ms
 above its decode (docs/benchmarks.md, "Hit path", fourth round).
+
+Since the fifth round the recognizer makes the pictures from the frame decoded at a reduced size
+(picture_reduction: at 1/2 for the footage's 136x186 slots), where libjpeg-turbo has already averaged the pixels in
+its inverse DCT. A frame whose slots all keep their keys needs nothing else, and is never decoded whole.
 """
 
 from __future__ import annotations
@@ -23,11 +27,44 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["CUE_THUMB", "MEMO_THUMB", "PICTURE", "SlotPictures", "picture_into", "slot_pictures"]
+from shelfsense.types import Box
+
+__all__ = [
+    "CUE_THUMB",
+    "MEMO_THUMB",
+    "PICTURE",
+    "SlotPictures",
+    "picture_box",
+    "picture_into",
+    "picture_reduction",
+    "slot_pictures",
+]
 
 PICTURE = (64, 64)  # w, h of a slot's picture
 MEMO_THUMB = (8, 8)  # the key memo's colour thumbnail: 8x8 pixels of the picture each
 CUE_THUMB = (16, 12)  # the slot-state cues' grey thumbnail
+
+
+def picture_reduction(boxes: Sequence[Box]) -> int:
+    """The JPEG decode reduction (1, 2, 4 or 8) the camera's pictures are made at: the largest that leaves every slot
+    at least PICTURE in size, so that the picture still averages the pixels it comes from (decode.decode_frame).
+
+    A frame whose slots all keep their keys is decoded at this reduction only: at 1/2 it costs ~0.78 of a full
+    decode here, and the pictures come from a quarter of the pixels. The slot's picture covers the same part of the
+    shelf at any reduction, so the memo's and the cues' thresholds, set in grey levels of the picture, still hold.
+    """
+    pw, ph = PICTURE
+    reduce = 8
+    while reduce > 1 and any(w // reduce < pw or h // reduce < ph for _, _, w, h in boxes):
+        reduce //= 2
+    return reduce
+
+
+def picture_box(box: Box, reduce: int) -> Box:
+    """A slot box in the frame decoded at 1/reduce of its size."""
+    x, y, w, h = box
+    x0, y0 = x // reduce, y // reduce
+    return x0, y0, max(1, (x + w) // reduce - x0), max(1, (y + h) // reduce - y0)
 
 
 def picture_into(crop_bgr: np.ndarray, out: np.ndarray) -> None:

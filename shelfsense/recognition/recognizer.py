@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,16 +23,17 @@ from shelfsense.errors import OverloadedError, UnknownCameraError
 from shelfsense.recognition.answer import Hit
 from shelfsense.recognition.cache import CacheStatus, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
-from shelfsense.recognition.confirm import Confirmer
-from shelfsense.recognition.decode import FrameHeader, decode_frame, read_header, slot_crops
+from shelfsense.recognition.confirm import Confirmer, Facing
+from shelfsense.recognition.decode import FrameHeader, decode_frame, frame_boxes, read_header
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, PerceptualKey
-from shelfsense.recognition.keymemo import KeyedPicture, KeyMemo
-from shelfsense.recognition.pictures import slot_pictures
+from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.pictures import picture_box, picture_reduction, slot_pictures
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, looks_of
+from shelfsense.recognition.slots import crop
+from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, crop_edge_share, looks_of
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -49,10 +51,9 @@ log = logging.getLogger(__name__)
 
 
 class _Prepared(NamedTuple):
-    width: int
-    height: int
+    header: FrameHeader
     boxes: tuple[Box, ...]
-    crops: list[np.ndarray]
+    crops: list[np.ndarray] | None  # None: the frame was decoded at its picture reduction only (see _full_crops)
     keys: list[PerceptualKey] | None  # None when the cache is off
     looks: list[SlotLook] | None  # None when shelf state is off
     decode_ms: float
@@ -200,9 +201,11 @@ class Recognizer:
     async def _recognize(self, camera_id: str, image: bytes, header: FrameHeader | None) -> FrameResult:
         t0 = time.perf_counter()
         camera = self.camera(camera_id)
+        header = header or read_header(image)
         prepared = await self._prepared(camera, image, header)
-        width, height, boxes, crops, keys, looks, decode_ms, hash_ms = prepared
+        boxes, crops, keys, looks = prepared.boxes, prepared.crops, prepared.keys, prepared.looks
         if keys is None:  # cache off: every slot inferred
+            assert crops is not None
             slots = await asyncio.gather(
                 *(self._infer(i, b, c) for i, (b, c) in enumerate(zip(boxes, crops, strict=True)))
             )
@@ -210,24 +213,28 @@ class Recognizer:
             holds = None
             if looks is not None and self.states is not None:
                 holds = [look.edges >= self.states.rules.empty_edges for look in looks]
-            slots = await self._resolve_frame(boxes, crops, keys, holds)
+            slots = await self._resolve_frame(camera, image, prepared, holds)
         if looks is not None and self.states is not None:
             states = self.states.classify(camera_id, looks, [s.score for s in slots])
             for slot, state in zip(slots, states, strict=True):
                 slot.state = state
         return FrameResult(
             camera=camera_id,
-            width=width,
-            height=height,
+            width=header.width,
+            height=header.height,
             slots=list(slots),
-            decode_ms=decode_ms,
-            hash_ms=hash_ms,
+            decode_ms=prepared.decode_ms,
+            hash_ms=prepared.hash_ms,
             lookup_ms=sum(s.lookup_ms for s in slots),
             inference_ms=sum(s.inference_ms for s in slots),
             latency_ms=_ms(t0),
         )
 
-    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
+    def _inline(self, camera: CameraConfig, header: FrameHeader) -> bool:
+        """Whether this frame's pixels are worked on right here, on the event loop (see _prepared)."""
+        return self._in_flight <= 1 and header.pixels <= INLINE_MAX_PIXELS and camera.slot_count <= INLINE_MAX_SLOTS
+
+    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> _Prepared:
         """Decode and key the frame: right here when it is the only frame under way, else on the prep threads.
 
         A trip through a thread pool is two thread wake-ups; measured beside the frames (docs/benchmarks.md, "Hit
@@ -238,46 +245,77 @@ class Recognizer:
         loop on another core. So do large frames and many-slot cameras (INLINE_MAX_PIXELS, INLINE_MAX_SLOTS):
         the loop also answers health checks and reads other bodies, and must not stop for tens of ms.
         """
-        header = header or read_header(image)
-        if self._in_flight <= 1 and header.pixels <= INLINE_MAX_PIXELS and camera.slot_count <= INLINE_MAX_SLOTS:
+        if self._inline(camera, header):
             return self._decode_and_key(camera, image, header)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
 
-    def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader | None) -> _Prepared:
-        """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting)."""
+    def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> _Prepared:
+        """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting).
+
+        With the cache on, the frame is first decoded at its picture reduction (pictures.picture_reduction): the
+        slots' pictures decide which keys the memo reuses, and only when a slot needs a new key is the frame
+        decoded whole. A fixed camera's frames mostly keep every key, and the slots' crops are then cut only if a
+        lookup misses or a confirmation is due (_full_crops).
+        """
         t0 = time.perf_counter()
-        frame = decode_frame(image, header)
-        height, width = frame.shape[:2]
-        # Views: keys and cues read them in place; _maybe_confirm copies what outlives this frame.
-        boxes, crops = slot_crops(frame, camera, copy=False)
-        t1 = time.perf_counter()
-        keys: list[PerceptualKey] | None = None
-        keyed: list[KeyedPicture | None] = [None] * len(crops)  # the picture each key was computed from
-        if self.cache is None and self.states is None:
-            return _Prepared(width, height, boxes, crops, None, None, (t1 - t0) * 1000.0, 0.0)
-        pictures = slot_pictures(crops)
-        if self.cache is not None:
-            keys = []
-            for i, (c, thumb, picture) in enumerate(zip(crops, pictures.memo_thumbs, pictures.pictures, strict=True)):
-                key, keyed[i] = self.keys.key_and_reference((camera.id, i), c, thumb, picture)
-                keys.append(key)
+        boxes = frame_boxes(camera, header)
+        if self.cache is None:
+            frame = decode_frame(image, header)
+            crops = [crop(frame, box) for box in boxes]
+            t1 = time.perf_counter()
+            looks = None
+            if self.states is not None:
+                looks = looks_of(crops, slot_pictures(crops).cue_greys, [None] * len(crops))
+            return _Prepared(header, boxes, crops, None, looks, (t1 - t0) * 1000.0, _ms(t1))
+        reduce = picture_reduction(boxes)
+        small = decode_frame(image, header, reduce)
+        decoded = time.perf_counter() - t0
+        pictures = slot_pictures([crop(small, picture_box(box, reduce)) for box in boxes])
+        found = [self.keys.reused((camera.id, i), thumb) for i, thumb in enumerate(pictures.memo_thumbs)]
+        crops: list[np.ndarray] | None = None
+        if None in found:
+            t1 = time.perf_counter()
+            crops = self._crops(image, header, boxes)
+            decoded += time.perf_counter() - t1
+            for i, known in enumerate(found):
+                if known is None:
+                    found[i] = known = self.keys.computed(
+                        (camera.id, i), crops[i], pictures.memo_thumbs[i], pictures.pictures[i]
+                    )
+                    if known[1] is not None and self.states is not None:
+                        # The edge share is computed from the crop a key is computed from and reused with that key,
+                        # so it never drifts further from the slot's picture than the key does (docs/shelf.md).
+                        known[1].edge_share = crop_edge_share(crops[i])
+        keys = [known[0] for known in found]  # type: ignore[index]  # every None was replaced above
         looks = None
         if self.states is not None:
-            # The edge share is computed from the picture a key is computed from and reused with that key, so it
-            # never drifts further from the slot's picture than the key does (docs/shelf.md).
-            looks = looks_of(crops, pictures.cue_greys, [k.edge_share if k is not None else None for k in keyed])
-            for k, look in zip(keyed, looks, strict=True):
-                if k is not None and k.edge_share is None:
-                    k.edge_share = look.edges
-        return _Prepared(width, height, boxes, crops, keys, looks, (t1 - t0) * 1000.0, _ms(t1))
+            edges = [known[1].edge_share if known[1] is not None else None for known in found]  # type: ignore[index]
+            looks = looks_of(crops or [None] * len(boxes), pictures.cue_greys, edges)
+        return _Prepared(header, boxes, crops, keys, looks, decoded * 1000.0, _ms(t0) - decoded * 1000.0)
+
+    @staticmethod
+    def _crops(image: bytes, header: FrameHeader, boxes: tuple[Box, ...]) -> list[np.ndarray]:
+        """The slots' crops from the frame decoded whole: views, which keys and cues read in place; the confirmer
+        copies what outlives the frame."""
+        frame = decode_frame(image, header)
+        return [crop(frame, box) for box in boxes]
+
+    async def _full_crops(self, camera: CameraConfig, image: bytes, prepared: _Prepared) -> list[np.ndarray]:
+        """The crops of a frame decoded at its picture reduction only, decoded whole now (where _prepared would)."""
+        if prepared.crops is not None:
+            return prepared.crops
+        if self._inline(camera, prepared.header):
+            return self._crops(image, prepared.header, prepared.boxes)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare, self._crops, image, prepared.header, prepared.boxes)
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
         return slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
     async def _resolve_frame(
-        self, boxes: tuple[Box, ...], crops: list[np.ndarray], keys: list[PerceptualKey], holds: list[bool] | None
+        self, camera: CameraConfig, image: bytes, prepared: _Prepared, holds: list[bool] | None
     ) -> list[SlotResult]:
         """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
 
@@ -286,14 +324,18 @@ class Recognizer:
         order of cache operations is the one the per-slot tasks had: every slot's memory lookup, in slot order,
         before any disk lookup or inference starts. `holds` (from the slot-state cues) marks the slots with texture
         enough to hold a product: an empty facing has no product to decide, so its undecided answer is served.
+        Crops are needed only by misses, undecided answers and due confirmations: a frame with none of those is
+        answered from its reduced decode alone.
         """
         assert self.cache is not None
+        boxes, keys = prepared.boxes, prepared.keys
+        assert keys is not None
         slots: list[SlotResult | None] = []
         missed: list[tuple[int, float]] = []  # slot, memory lookup ms
         undecided: list[tuple[int, Hit, float]] = []  # slot, its hit, memory lookup ms
-        facings: dict[PerceptualKey, list[tuple[Hit, np.ndarray, PerceptualKey]]] = {}  # by the answer's key
+        facings: dict[PerceptualKey, list[Facing]] = {}  # by the answer's key
         lookup, is_undecided, clock = self.cache.lookup_memory, self.confirmer.undecided, time.perf_counter
-        for i, (box, crop_bgr, key) in enumerate(zip(boxes, crops, keys, strict=True)):
+        for i, (box, key) in enumerate(zip(boxes, keys, strict=True)):
             t0 = clock()
             hit = lookup(key)
             memory_ms = (clock() - t0) * 1000.0
@@ -308,32 +350,38 @@ class Recognizer:
             group = facings.get(hit.key)
             if group is None:
                 facings[hit.key] = group = []
-            group.append((hit, crop_bgr, key))
+            group.append((hit, i, key))
             slots.append(slot_result(i, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0))
-        for group in facings.values():
-            self.confirmer.facings(group)
-        if missed or undecided:
-            resolved = await asyncio.gather(
-                *(self._resolve(i, boxes[i], crops[i], keys[i], ms) for i, ms in missed),
-                *(self._reinfer(i, boxes[i], crops[i], hit, ms) for i, hit, ms in undecided),
-            )
-            for i, result in zip([m[0] for m in missed] + [u[0] for u in undecided], resolved, strict=True):
-                slots[i] = result
+        confirm = [f for f in map(self.confirmer.facing, facings.values()) if f is not None]
+        if not (missed or undecided or confirm):
+            return slots  # type: ignore[return-value]  # no None: every slot was a hit
+        crops = _Crops(prepared.crops, lambda: self._full_crops(camera, image, prepared))
+        # The misses join their flights (coalesce.py) before anything here awaits the crops: a frame that waited for
+        # its full decode first would find a near-equal key's flight already over and read the disk for it.
+        pending = asyncio.gather(
+            *(self._resolve(i, boxes[i], crops, keys[i], ms) for i, ms in missed),
+            *(self._reinfer(i, boxes[i], crops, hit, ms) for i, hit, ms in undecided),
+        )
+        if confirm:
+            got = await crops.get()
+            for hit, i, key in confirm:
+                self.confirmer.maybe(hit, got[i], key)
+        resolved = await pending
+        for i, result in zip([m[0] for m in missed] + [u[0] for u in undecided], resolved, strict=True):
+            slots[i] = result
         return slots  # type: ignore[return-value]  # every None was replaced above
 
-    async def _reinfer(self, slot: int, box: Box, crop_bgr: np.ndarray, hit: Hit, memory_ms: float) -> SlotResult:
+    async def _reinfer(self, slot: int, box: Box, crops: _Crops, hit: Hit, memory_ms: float) -> SlotResult:
         """An undecided answer's slot: inferred fresh and averaged in; the cached answer if the pool is full."""
         assert self.cache is not None
         try:
-            prediction, inference_ms = await self.pool.classify(crop_bgr)
+            prediction, inference_ms = await self.pool.classify((await crops.get())[slot])
         except OverloadedError:  # a hit need not wait for a worker: it is answered as before
             return slot_result(slot, box, hit.prediction, Tier.MEMORY, hit.distance, memory_ms, 0.0)
         self.cache.confirm(hit.key, prediction)
         return slot_result(slot, box, prediction, Tier.MISS, None, memory_ms, inference_ms)
 
-    async def _resolve(
-        self, slot: int, box: Box, crop_bgr: np.ndarray, key: PerceptualKey, memory_ms: float
-    ) -> SlotResult:
+    async def _resolve(self, slot: int, box: Box, crops: _Crops, key: PerceptualKey, memory_ms: float) -> SlotResult:
         """A memory miss: the disk tier, else inference, in one flight shared by near-equal keys."""
         assert self.cache is not None
 
@@ -342,9 +390,10 @@ class Recognizer:
             found = await self.cache.lookup_disk(key)
             disk_ms = _ms(t1)
             if found is not None:
-                self.confirmer.maybe(found, crop_bgr, key)
+                if self.confirmer.due(found):
+                    self.confirmer.maybe(found, (await crops.get())[slot], key)
                 return found.prediction, Tier.DISK, found.distance, disk_ms, 0.0
-            prediction, inference_ms = await self.pool.classify(crop_bgr)
+            prediction, inference_ms = await self.pool.classify((await crops.get())[slot])
             self.cache.store(key, prediction)
             return prediction, Tier.MISS, None, disk_ms, inference_ms
 
@@ -354,6 +403,26 @@ class Recognizer:
         if shared:
             return slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
+
+
+class _Crops:
+    """A frame's slot crops for the slots that need pixels: as prepared, or decoded whole once, when first asked."""
+
+    __slots__ = ("_crops", "_decode", "_task")
+
+    def __init__(
+        self, crops: list[np.ndarray] | None, decode: Callable[[], Coroutine[Any, Any, list[np.ndarray]]]
+    ) -> None:
+        self._crops = crops
+        self._decode = decode
+        self._task: asyncio.Task[list[np.ndarray]] | None = None
+
+    async def get(self) -> list[np.ndarray]:
+        if self._crops is not None:
+            return self._crops
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._decode())
+        return await self._task
 
 
 def _ms(t0: float) -> float:

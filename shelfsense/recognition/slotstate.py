@@ -81,15 +81,23 @@ def look_of(crop_bgr: np.ndarray, edges: float | None = None) -> SlotLook:
     return looks_of([crop_bgr], slot_pictures([crop_bgr]).cue_greys, [edges])[0]
 
 
-def looks_of(crops: Sequence[np.ndarray], cue_greys: np.ndarray, edges: Sequence[float | None]) -> list[SlotLook]:
+def looks_of(
+    crops: Sequence[np.ndarray | None], cue_greys: np.ndarray, edges: Sequence[float | None]
+) -> list[SlotLook]:
     """The slots' looks from their cue thumbnails (pictures.SlotPictures.cue_greys), each thumbnail divided by its
     mean in one go; `edges[i]`, when given, is slot i's edge share from a picture the caller knows to be the same (the
-    recognizer's key memo), else it is computed from the crop."""
+    recognizer's key memo), else it is computed from the crop, which must then be given."""
     n = len(crops)
     thumbs = cue_greys.astype(np.float32)
     means = thumbs.reshape(n, -1).sum(axis=1) / np.float32(THUMB[0] * THUMB[1])
     thumbs *= (128.0 / np.maximum(means.astype(np.float64), 1.0)).astype(np.float32)[:, None, None]
-    return [SlotLook(t, crop_edge_share(c) if e is None else e) for t, c, e in zip(thumbs, crops, edges, strict=True)]
+    return [SlotLook(t, _edges(c) if e is None else e) for t, c, e in zip(thumbs, crops, edges, strict=True)]
+
+
+def _edges(crop_bgr: np.ndarray | None) -> float:
+    if crop_bgr is None:
+        raise ValueError("a slot without a known edge share needs its crop")
+    return crop_edge_share(crop_bgr)
 
 
 def crop_edge_share(crop_bgr: np.ndarray) -> float:
