@@ -27,7 +27,7 @@ from shelfsense.recognition.confirm import Confirmer, Facing
 from shelfsense.recognition.decode import FrameHeader, decode_frame, frame_boxes, read_header
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, PerceptualKey
-from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.keymemo import KeyedPicture, KeyMemo
 from shelfsense.recognition.pictures import picture_box, picture_reduction, slot_pictures
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
@@ -268,25 +268,27 @@ class Recognizer:
             if self.states is not None:
                 looks = looks_of(crops, slot_pictures(crops).cue_greys, [None] * len(crops))
             return _Prepared(header, boxes, crops, None, looks, (t1 - t0) * 1000.0, _ms(t1))
-        reduce = picture_reduction(boxes)
-        small = decode_frame(image, header, reduce)
+        # Slots too small to picture at a reduced size, or no memo to reuse keys: the frame is decoded whole once.
+        reduce = picture_reduction(boxes) if self.keys.threshold > 0 else 1
+        frame = decode_frame(image, header, reduce)
         decoded = time.perf_counter() - t0
-        pictures = slot_pictures([crop(small, picture_box(box, reduce)) for box in boxes])
+        crops = [crop(frame, box) for box in boxes] if reduce == 1 else None
+        pictures = slot_pictures(crops or [crop(frame, picture_box(box, reduce)) for box in boxes])
         found = [self.keys.reused((camera.id, i), thumb) for i, thumb in enumerate(pictures.memo_thumbs)]
-        crops: list[np.ndarray] | None = None
-        if None in found:
+        if crops is None and (None in found or (self.states is not None and _edges_unknown(found))):
             t1 = time.perf_counter()
             crops = self._crops(image, header, boxes)
             decoded += time.perf_counter() - t1
-            for i, known in enumerate(found):
-                if known is None:
-                    found[i] = known = self.keys.computed(
-                        (camera.id, i), crops[i], pictures.memo_thumbs[i], pictures.pictures[i]
-                    )
-                    if known[1] is not None and self.states is not None:
-                        # The edge share is computed from the crop a key is computed from and reused with that key,
-                        # so it never drifts further from the slot's picture than the key does (docs/shelf.md).
-                        known[1].edge_share = crop_edge_share(crops[i])
+        for i, known in enumerate(found):
+            if known is None:
+                assert crops is not None
+                found[i] = known = self.keys.computed(
+                    (camera.id, i), crops[i], pictures.memo_thumbs[i], pictures.pictures[i]
+                )
+                if known[1] is not None and self.states is not None:
+                    # The edge share is computed from the crop a key is computed from and reused with that key, so
+                    # it never drifts further from the slot's picture than the key does (docs/shelf.md).
+                    known[1].edge_share = crop_edge_share(crops[i])
         keys = [known[0] for known in found]  # type: ignore[index]  # every None was replaced above
         looks = None
         if self.states is not None:
@@ -423,6 +425,11 @@ class _Crops:
         if self._task is None:
             self._task = asyncio.ensure_future(self._decode())
         return await self._task
+
+
+def _edges_unknown(found: list[tuple[PerceptualKey, KeyedPicture | None] | None]) -> bool:
+    """Whether a reused key's picture has no edge share yet (the memo kept it while shelf state was not asked)."""
+    return any(known is not None and (known[1] is None or known[1].edge_share is None) for known in found)
 
 
 def _ms(t0: float) -> float:
