@@ -54,10 +54,15 @@ async def stages(footage: Path) -> dict[str, float]:
         config = setup.config.replace(cache={"enabled": True, "disk_path": Path(tmp) / "cache"})
         rec = await recognizer_module.Recognizer.create(config)
         timed(recognizer_module, "decode_frame", "decode", spent)
-        timed(recognizer_module, "slot_crops", "crops", spent)
+        if hasattr(recognizer_module, "slot_crops"):  # before the fifth round, which crops only on demand
+            timed(recognizer_module, "slot_crops", "crops", spent)
         if hasattr(recognizer_module, "slot_pictures"):
             timed(recognizer_module, "slot_pictures", "pictures", spent)
-        timed(rec.keys, "key_and_reference" if hasattr(rec.keys, "key_and_reference") else "key", "keys", spent)
+        if hasattr(rec.keys, "reused"):  # since the fifth round: the memo's test, then a key only where needed
+            timed(rec.keys, "reused", "keys", spent)
+            timed(rec.keys, "computed", "keys", spent)
+        else:
+            timed(rec.keys, "key_and_reference" if hasattr(rec.keys, "key_and_reference") else "key", "keys", spent)
         timed(rec.hasher, "key", "recomputed keys", spent)
         if hasattr(recognizer_module, "looks_of"):  # since the fourth hit-path round
             timed(recognizer_module, "looks_of", "cues", spent)
