@@ -1,10 +1,10 @@
 """The path of one frame: decode -> slots -> pictures -> perceptual keys -> memory -> disk -> inference -> result.
 
 `Recognizer.recognize(camera_id, image_bytes)` is the one entry point; the HTTP layer, the offline bench and
-the tests all go through it. Decoding, cropping and keying the slots are one call a frame: on the event loop for
-a frame alone, in an executor while other frames are under way (see `_prepared`). Memory hits are answered in
-slot order without awaiting; the other slots' disk lookups run concurrently, and their misses go through single
-flight to the inference pool.
+the tests all go through it. Decoding, cropping and keying the slots are one call a frame (prepare.py): on the
+event loop for a frame alone, in an executor while other frames are under way (see `_prepared`). Memory hits are
+answered in slot order without awaiting; the other slots' disk lookups run concurrently, and their misses go
+through single flight to the inference pool.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,16 +22,15 @@ from shelfsense.recognition.answer import Hit
 from shelfsense.recognition.cache import CacheStatus, MemoryTier, ResultCache
 from shelfsense.recognition.coalesce import Coalescer
 from shelfsense.recognition.confirm import Confirmer, Facing
-from shelfsense.recognition.decode import FrameHeader, decode_frame, frame_boxes, read_header
+from shelfsense.recognition.decode import FrameHeader, read_header
 from shelfsense.recognition.disk import DiskTier
 from shelfsense.recognition.hashing import Hasher, PerceptualKey
-from shelfsense.recognition.keymemo import KeyedPicture, KeyMemo
-from shelfsense.recognition.pictures import picture_box, picture_reduction, slot_pictures
+from shelfsense.recognition.keymemo import KeyMemo
+from shelfsense.recognition.prepare import FramePreparer, Prepared, SlotCrops, whole_crops
 from shelfsense.recognition.result import FrameResult, SlotResult, slot_result
 from shelfsense.recognition.reverify import ReverifySchedule
 from shelfsense.recognition.runtime import InferencePool, ModelSpec
-from shelfsense.recognition.slots import crop
-from shelfsense.recognition.slotstate import SlotLook, SlotStateClassifier, crop_edge_share, looks_of
+from shelfsense.recognition.slotstate import SlotStateClassifier
 from shelfsense.types import Box, Prediction, Tier
 
 # A textured crop, so that warming up runs the whole pHash path (a flat one would skip it).
@@ -48,16 +45,6 @@ INLINE_MAX_SLOTS = 16
 
 
 log = logging.getLogger(__name__)
-
-
-class _Prepared(NamedTuple):
-    header: FrameHeader
-    boxes: tuple[Box, ...]
-    crops: list[np.ndarray] | None  # None: the frame was decoded at its picture reduction only (see _full_crops)
-    keys: list[PerceptualKey] | None  # None when the cache is off
-    looks: list[SlotLook] | None  # None when shelf state is off
-    decode_ms: float
-    hash_ms: float
 
 
 class Recognizer:
@@ -84,6 +71,7 @@ class Recognizer:
         # Without a cache there is nothing to confirm; the confirmer still holds the (zero) counters the stats read.
         self.confirmer = Confirmer(config.cache, pool, cache)  # type: ignore[arg-type]
         self.states = SlotStateClassifier.from_config(config) if config.shelf.enabled else None
+        self.preparer = FramePreparer(self.keys if cache is not None else None, shelf=self.states is not None)
         self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="shelfsense-prep")
         self._whole_frame: dict[str, CameraConfig] = {}  # unknown cameras, least recently seen first
         self._in_flight = 0  # recognize() calls under way
@@ -234,7 +222,7 @@ class Recognizer:
         """Whether this frame's pixels are worked on right here, on the event loop (see _prepared)."""
         return self._in_flight <= 1 and header.pixels <= INLINE_MAX_PIXELS and camera.slot_count <= INLINE_MAX_SLOTS
 
-    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> _Prepared:
+    async def _prepared(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> Prepared:
         """Decode and key the frame: right here when it is the only frame under way, else on the prep threads.
 
         A trip through a thread pool is two thread wake-ups; measured beside the frames (docs/benchmarks.md, "Hit
@@ -250,74 +238,24 @@ class Recognizer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare, self._decode_and_key, camera, image, header)
 
-    def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> _Prepared:
-        """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting).
+    def _decode_and_key(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> Prepared:
+        return self.preparer.prepare(camera, image, header)
 
-        With the cache on, the frame is first decoded at its picture reduction (pictures.picture_reduction): the
-        slots' pictures decide which keys the memo reuses, and only when a slot needs a new key is the frame
-        decoded whole. A fixed camera's frames mostly keep every key, and the slots' crops are then cut only if a
-        lookup misses or a confirmation is due (_full_crops).
-        """
-        t0 = time.perf_counter()
-        boxes = frame_boxes(camera, header)
-        if self.cache is None:
-            frame = decode_frame(image, header)
-            crops = [crop(frame, box) for box in boxes]
-            t1 = time.perf_counter()
-            looks = None
-            if self.states is not None:
-                looks = looks_of(crops, slot_pictures(crops).cue_greys, [None] * len(crops))
-            return _Prepared(header, boxes, crops, None, looks, (t1 - t0) * 1000.0, _ms(t1))
-        # Slots too small to picture at a reduced size, or no memo to reuse keys: the frame is decoded whole once.
-        reduce = picture_reduction(boxes) if self.keys.threshold > 0 else 1
-        frame = decode_frame(image, header, reduce)
-        decoded = time.perf_counter() - t0
-        crops = [crop(frame, box) for box in boxes] if reduce == 1 else None
-        pictures = slot_pictures(crops or [crop(frame, picture_box(box, reduce)) for box in boxes])
-        found = [self.keys.reused((camera.id, i), thumb) for i, thumb in enumerate(pictures.memo_thumbs)]
-        if crops is None and (None in found or (self.states is not None and _edges_unknown(found))):
-            t1 = time.perf_counter()
-            crops = self._crops(image, header, boxes)
-            decoded += time.perf_counter() - t1
-        for i, known in enumerate(found):
-            if known is None:
-                assert crops is not None
-                found[i] = known = self.keys.computed(
-                    (camera.id, i), crops[i], pictures.memo_thumbs[i], pictures.pictures[i]
-                )
-                if known[1] is not None and self.states is not None:
-                    # The edge share is computed from the crop a key is computed from and reused with that key, so
-                    # it never drifts further from the slot's picture than the key does (docs/shelf.md).
-                    known[1].edge_share = crop_edge_share(crops[i])
-        keys = [known[0] for known in found]  # type: ignore[index]  # every None was replaced above
-        looks = None
-        if self.states is not None:
-            edges = [known[1].edge_share if known[1] is not None else None for known in found]  # type: ignore[index]
-            looks = looks_of(crops or [None] * len(boxes), pictures.cue_greys, edges)
-        return _Prepared(header, boxes, crops, keys, looks, decoded * 1000.0, _ms(t0) - decoded * 1000.0)
-
-    @staticmethod
-    def _crops(image: bytes, header: FrameHeader, boxes: tuple[Box, ...]) -> list[np.ndarray]:
-        """The slots' crops from the frame decoded whole: views, which keys and cues read in place; the confirmer
-        copies what outlives the frame."""
-        frame = decode_frame(image, header)
-        return [crop(frame, box) for box in boxes]
-
-    async def _full_crops(self, camera: CameraConfig, image: bytes, prepared: _Prepared) -> list[np.ndarray]:
+    async def _full_crops(self, camera: CameraConfig, image: bytes, prepared: Prepared) -> list[np.ndarray]:
         """The crops of a frame decoded at its picture reduction only, decoded whole now (where _prepared would)."""
         if prepared.crops is not None:
             return prepared.crops
         if self._inline(camera, prepared.header):
-            return self._crops(image, prepared.header, prepared.boxes)
+            return whole_crops(image, prepared.header, prepared.boxes)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._prepare, self._crops, image, prepared.header, prepared.boxes)
+        return await loop.run_in_executor(self._prepare, whole_crops, image, prepared.header, prepared.boxes)
 
     async def _infer(self, slot: int, box: Box, crop_bgr: np.ndarray) -> SlotResult:
         prediction, inference_ms = await self.pool.classify(crop_bgr)
         return slot_result(slot, box, prediction, Tier.MISS, None, 0.0, inference_ms)
 
     async def _resolve_frame(
-        self, camera: CameraConfig, image: bytes, prepared: _Prepared, holds: list[bool] | None
+        self, camera: CameraConfig, image: bytes, prepared: Prepared, holds: list[bool] | None
     ) -> list[SlotResult]:
         """Every slot's result: memory hits answered here, in order, and only the rest awaited (concurrently).
 
@@ -357,7 +295,7 @@ class Recognizer:
         confirm = [f for f in map(self.confirmer.facing, facings.values()) if f is not None]
         if not (missed or undecided or confirm):
             return slots  # type: ignore[return-value]  # no None: every slot was a hit
-        crops = _Crops(prepared.crops, lambda: self._full_crops(camera, image, prepared))
+        crops = SlotCrops(prepared.crops, lambda: self._full_crops(camera, image, prepared))
         # The misses join their flights (coalesce.py) before anything here awaits the crops: a frame that waited for
         # its full decode first would find a near-equal key's flight already over and read the disk for it.
         pending = asyncio.gather(
@@ -373,7 +311,7 @@ class Recognizer:
             slots[i] = result
         return slots  # type: ignore[return-value]  # every None was replaced above
 
-    async def _reinfer(self, slot: int, box: Box, crops: _Crops, hit: Hit, memory_ms: float) -> SlotResult:
+    async def _reinfer(self, slot: int, box: Box, crops: SlotCrops, hit: Hit, memory_ms: float) -> SlotResult:
         """An undecided answer's slot: inferred fresh and averaged in; the cached answer if the pool is full."""
         assert self.cache is not None
         try:
@@ -383,7 +321,7 @@ class Recognizer:
         self.cache.confirm(hit.key, prediction)
         return slot_result(slot, box, prediction, Tier.MISS, None, memory_ms, inference_ms)
 
-    async def _resolve(self, slot: int, box: Box, crops: _Crops, key: PerceptualKey, memory_ms: float) -> SlotResult:
+    async def _resolve(self, slot: int, box: Box, crops: SlotCrops, key: PerceptualKey, memory_ms: float) -> SlotResult:
         """A memory miss: the disk tier, else inference, in one flight shared by near-equal keys."""
         assert self.cache is not None
 
@@ -405,31 +343,6 @@ class Recognizer:
         if shared:
             return slot_result(slot, box, prediction, Tier.COALESCED, distance, memory_ms, 0.0)
         return slot_result(slot, box, prediction, tier, distance, memory_ms + disk_ms, inference_ms)
-
-
-class _Crops:
-    """A frame's slot crops for the slots that need pixels: as prepared, or decoded whole once, when first asked."""
-
-    __slots__ = ("_crops", "_decode", "_task")
-
-    def __init__(
-        self, crops: list[np.ndarray] | None, decode: Callable[[], Coroutine[Any, Any, list[np.ndarray]]]
-    ) -> None:
-        self._crops = crops
-        self._decode = decode
-        self._task: asyncio.Task[list[np.ndarray]] | None = None
-
-    async def get(self) -> list[np.ndarray]:
-        if self._crops is not None:
-            return self._crops
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._decode())
-        return await self._task
-
-
-def _edges_unknown(found: list[tuple[PerceptualKey, KeyedPicture | None] | None]) -> bool:
-    """Whether a reused key's picture has no edge share yet (the memo kept it while shelf state was not asked)."""
-    return any(known is not None and (known[1] is None or known[1].edge_share is None) for known in found)
 
 
 def _ms(t0: float) -> float:
