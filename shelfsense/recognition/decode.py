@@ -124,6 +124,8 @@ def decode_frame(image: bytes, header: FrameHeader | None = None, reduce: int = 
     and every coefficient is still read, so corrupt data is refused as at full size. A PNG is decoded whole and
     area-averaged down.
     """
+    if reduce not in (1, 2, 4, 8):  # libjpeg scales by n/8: only these give every side rounded up alike
+        raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     header = header or read_header(image)
     size = (-(-header.height // reduce), -(-header.width // reduce))
     if header.format == "jpeg":
