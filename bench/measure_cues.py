@@ -6,11 +6,12 @@ Reproduce (under a minute)::
 
 The classifier (recognition/slotstate.py) calls a slot moving when more than shelf.changed_share (4 %) of its 16x12
 thumbnail's pixels changed by over DIFF_LEVEL. Since the fourth hit-path round that thumbnail is an area average of
-the slot's 64x64 bilinear picture (recognition/pictures.py), which reads about two thirds of a 136x186 slot's
-pixels; before, it was an area average of every pixel (the slot in grey, shrunk by a whole factor, then
-area-resized). For every val photo of the grocery store dataset as a 136x186 facing, this prints the changed share
-between the facing and itself after each camera change (bench/camera_changes.py, plus a sub-pixel shake and an
-exposure drop), both ways.
+the slot's bilinear picture (recognition/pictures.py); since the fifth, that picture is 32x32, made from the frame
+decoded at a quarter of its size for a 136x186 slot (the recognizer with the cache on), or from the crop area-averaged
+by 4 (cache off, `look_of`). Before the fourth, it was an area average of every pixel (the slot in grey, shrunk by a
+whole factor, then area-resized). For every val photo of the grocery store dataset as a 136x186 facing, this prints
+the changed share between the facing and itself after each camera change (bench/camera_changes.py, plus a sub-pixel
+shake and an exposure drop), all three ways.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import simplejpeg
 from camera_changes import SLOT, camera_changes, window
 
 from shelfsense.recognition.decode import decode_frame
+from shelfsense.recognition.pictures import picture_reduction
 from shelfsense.recognition.slotstate import EDGE_WIDTH, THUMB, changed, look_of
 from shelfsense.tools.dataset import read_split
 
@@ -49,9 +51,10 @@ def picture_thumb(crop: np.ndarray) -> np.ndarray:
 
 def reduced_thumb(crop: np.ndarray) -> np.ndarray:
     """The cue thumbnail as the recognizer makes it since the fifth hit-path round: the facing sent as a JPEG (q90),
-    decoded at half size (pictures.picture_reduction of a 136x186 slot), then pictured."""
+    decoded at its picture reduction (pictures.picture_reduction: 1/4 for a 136x186 slot), then pictured."""
     data = simplejpeg.encode_jpeg(np.ascontiguousarray(crop), quality=90, colorspace="BGR")
-    return look_of(decode_frame(data, None, 2), edges=0.0).thumb
+    h, w = crop.shape[:2]
+    return look_of(decode_frame(data, None, picture_reduction([(0, 0, w, h)])), edges=0.0).thumb
 
 
 def shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -76,8 +79,8 @@ def rows(data: Path, seed: int, share: float) -> list[str]:
     changes["sub-pixel shake 0.5-1.5 px"] = subpixel
     changes["exposure x0.6 + 1 px"] = lambda img: window(cv2.convertScaleAbs(img, alpha=0.6), 1, 1)
     out = [
-        f"| change | area thumbnail: changed share P50 / P99 / max, photos over {share:.0%} | picture thumbnail "
-        f"(fourth round): the same | JPEG q90 decoded at half size, pictured (now): the same |",
+        f"| change | area thumbnail: changed share P50 / P99 / max, photos over {share:.0%} | the crop pictured "
+        "(cache off, look_of): the same | JPEG q90 decoded at the picture reduction, pictured (recognizer): the same |",
         "|---|---|---|---|",
     ]
     for name, change in changes.items():

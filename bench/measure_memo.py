@@ -49,7 +49,7 @@ from shelfsense.bench.setup import resolve_setup
 from shelfsense.recognition import memo_shift
 from shelfsense.recognition.decode import decode_frame, slot_crops
 from shelfsense.recognition.hashing import thumbnail
-from shelfsense.recognition.pictures import slot_pictures
+from shelfsense.recognition.pictures import picture_reduction, slot_pictures
 from shelfsense.tools.dataset import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,27 +201,28 @@ def _grid_of(size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
     return grid
 
 
-def _half_decoded(crop: np.ndarray) -> np.ndarray:
+def _reduced(crop: np.ndarray) -> np.ndarray:
     """The facing as the recognizer pictures it since the fifth hit-path round: sent as a JPEG (q90) and decoded at
-    half size (pictures.picture_reduction of a 136x186 slot)."""
+    its picture reduction (pictures.picture_reduction: 1/4 for a 136x186 slot)."""
     data = simplejpeg.encode_jpeg(np.ascontiguousarray(crop), quality=90, colorspace="BGR")
-    return decode_frame(data, None, 2)
+    h, w = crop.shape[:2]
+    return decode_frame(data, None, picture_reduction([(0, 0, w, h)]))
 
 
 def reduced_thumbnail(crop: np.ndarray) -> np.ndarray:
-    return slot_pictures([_half_decoded(crop)]).memo_thumbs[0]
+    return slot_pictures([_reduced(crop)]).memo_thumbs[0]
 
 
-# The thumbnails the decisions are measured with, each with its grid: KeyMemo's picture from the full crop (fourth
-# round), from the half-size decode the recognizer uses now, and the 64x48 one tried in the fourth round.
+# The thumbnails the decisions are measured with, each with its grid: KeyMemo's picture from the full crop (as with
+# the cache off), from the reduced decode the recognizer uses (fifth round), and the 64x48 one of the fourth round.
 DECISION_THUMBS: dict[str, Thumb] = {
     "memo_thumbnail": memo_thumbnail,
-    "half-size decode (recognizer now)": reduced_thumbnail,
+    "reduced decode (recognizer now)": reduced_thumbnail,
     "64x48": memo_thumbnail_64x48,
 }
 GRIDS: dict[Thumb, Callable[[np.ndarray], np.ndarray]] = {
     memo_thumbnail: _grid_of((64, 64)),
-    reduced_thumbnail: lambda crop: slot_pictures([_half_decoded(crop)]).pictures[0],
+    reduced_thumbnail: lambda crop: slot_pictures([_reduced(crop)]).pictures[0],
     memo_thumbnail_64x48: _grid_of((64, 48)),
 }
 NEIGHBOURS = [(sx, sy) for sy in (-1, 0, 1) for sx in (-1, 0, 1) if sx or sy]

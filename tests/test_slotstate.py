@@ -10,7 +10,7 @@ from conftest import jpeg
 from shelfsense.recognition.decode import decode_frame
 from shelfsense.recognition.hashing import Hasher
 from shelfsense.recognition.keymemo import KeyMemo
-from shelfsense.recognition.pictures import picture_box, picture_reduction, slot_pictures
+from shelfsense.recognition.pictures import PICTURE, picture_box, picture_reduction, slot_pictures
 from shelfsense.recognition.slotstate import (
     THUMB,
     SlotLook,
@@ -130,18 +130,21 @@ def test_a_camera_with_another_slot_count_starts_over() -> None:
 
 
 def test_pictures_are_made_at_the_largest_reduction_that_keeps_every_slot_pictured_whole() -> None:
-    assert picture_reduction(FOOTAGE_BOXES) == 2  # 136x186 slots: 68x93 at half size, 34x46 at a quarter
-    assert picture_reduction([(0, 0, 127, 400)]) == 1  # under 128 px wide: only the whole frame pictures it
-    assert picture_reduction([(0, 0, 600, 520)]) == 8
-    assert picture_reduction([(0, 0, 600, 520), (0, 0, 300, 300)]) == 4  # the smallest slot decides
+    pw, ph = PICTURE
+    assert picture_reduction(FOOTAGE_BOXES) == 4  # 136x186 slots: 34x46 at a quarter, 17x23 at an eighth
+    assert picture_reduction([(0, 0, 2 * pw - 1, 8 * ph)]) == 1  # too narrow to picture at half size
+    assert picture_reduction([(0, 0, 8 * pw, 8 * ph)]) == 8
+    assert picture_reduction([(0, 0, 8 * pw, 8 * ph), (0, 0, 4 * pw + 3, 4 * ph)]) == 4  # the smallest slot decides
     frame = textured_frame(3)
-    small = decode_frame(jpeg(frame, 92), None, 2)
-    assert small.shape == (240, 320, 3)
-    for box in FOOTAGE_BOXES:  # every reduced slot covers its full-size slot's pixels, to within a pixel
-        x, y, w, h = picture_box(box, 2)
-        assert abs(2 * x - box[0]) <= 1 and abs(2 * (x + w) - (box[0] + box[2])) <= 1
-        assert abs(2 * y - box[1]) <= 1 and abs(2 * (y + h) - (box[1] + box[3])) <= 1
+    reduce = picture_reduction(FOOTAGE_BOXES)
+    small = decode_frame(jpeg(frame, 92), None, reduce)
+    assert small.shape == (480 // reduce, 640 // reduce, 3)
+    for box in FOOTAGE_BOXES:  # every reduced slot covers its full-size slot's pixels, to within a reduced pixel
+        x, y, w, h = picture_box(box, reduce)
+        assert abs(reduce * x - box[0]) < reduce and abs(reduce * (x + w) - (box[0] + box[2])) < reduce
+        assert abs(reduce * y - box[1]) < reduce and abs(reduce * (y + h) - (box[1] + box[3])) < reduce
     # The reduced picture is the full-size one within a few grey levels: the memo and cue thresholds still apply.
     full = slot_pictures(crops_of(frame, FOOTAGE_BOXES)).memo_thumbs.astype(np.int16)
-    half = slot_pictures([small[y : y + h, x : x + w] for x, y, w, h in (picture_box(b, 2) for b in FOOTAGE_BOXES)])
-    assert float(np.abs(half.memo_thumbs.astype(np.int16) - full).mean()) < 3.0
+    boxes = [picture_box(b, reduce) for b in FOOTAGE_BOXES]
+    reduced = slot_pictures([small[y : y + h, x : x + w] for x, y, w, h in boxes]).memo_thumbs.astype(np.int16)
+    assert float(np.abs(reduced - full).mean()) < 3.0

@@ -120,8 +120,8 @@ def grid_shift_response(
     """shift_response for a thumbnail that is an area average of `grid`, the crop resized (bilinear) to a grid:
     the thumbnail's response is the area average of the grid's own slope, scaled from grid px to crop px.
 
-    One central difference of the grid in x and in y (the grid's neighbours are 136/64 and 186/48 crop px apart for
-    the 64x64 picture of a 136x186 slot, so this is the crop's slope smoothed over a few px) instead of four thumbnails:
+    One central difference of the grid in x and in y (the grid's neighbours are 136/32 and 186/32 crop px apart for
+    the 32x32 picture of a 136x186 slot, so this is the crop's slope smoothed over a few px) instead of four thumbnails:
     ~30 us against ~80-90. On real photos it reuses as many moved copies; on the footage it recomputed ~0.05 keys
     a frame more than the views (bench/measure_memo.py). `reference` is the thumbnail (its size sets the cells).
     """

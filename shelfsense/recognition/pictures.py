@@ -2,22 +2,19 @@
 
 Every slot of every frame is compared twice with its past: by the key memo (keymemo.py, "has the picture changed
 since its key was computed?", an 8x8 colour thumbnail) and by the slot-state cues (slotstate.py, "did it move since
-the previous frame?", a 16x12 grey thumbnail). Both are averages over the slot, so both come from one PICTURE (64x64
-colour) made once a slot: two exact 2x2 area halvings take it to 16x16, whose area average to 16x12 in grey is the
-cue thumbnail and whose next halving is the memo thumbnail. A frame's pictures are stacked, so each of those steps is
-one OpenCV call for all slots (no output row reads rows of two slots: tests/test_slotstate.py).
+the previous frame?", a 16x12 grey thumbnail). Both are averages over the slot, so both come from one PICTURE (32x32
+colour) made once a slot: an exact 2x2 area halving takes it to 16x16, whose area average to 16x12 in grey is the cue
+thumbnail and whose next halving is the memo thumbnail. A frame's pictures are stacked, so each of those steps is one
+OpenCV call for all slots (no output row reads rows of two slots: tests/test_slotstate.py).
 
-The picture is a bilinear resample of the slot: each of its 4096 samples reads 2x2 pixels, about two thirds of a
-136x186 slot's pixels, spread evenly over it, so sensor noise and a pixel of shake average out as they do in an area
-average of every pixel (bench/measure_cues.py, bench/measure_memo.py). A slot over twice the picture's size on both
-sides is first shrunk by a whole factor (an area average), so that a large slot is not point-sampled. OpenCV's area
-resize is vectorised for a factor of 2 only, hence the halvings. Before, the memo resampled each slot on its own and
-the cues converted the slots to grey and shrank them: two passes over the pixels, ~0.5 of an all-hit frame's ~1.1 ms
-above its decode (docs/benchmarks.md, "Hit path", fourth round).
-
-Since the fifth round the recognizer makes the pictures from the frame decoded at a reduced size
-(picture_reduction: at 1/2 for the footage's 136x186 slots), where libjpeg-turbo has already averaged the pixels in
-its inverse DCT. A frame whose slots all keep their keys needs nothing else, and is never decoded whole.
+The picture is a bilinear resample of the slot as the recognizer decodes it for pictures: at a reduced size
+(picture_reduction, 1/4 for the footage's 136x186 slots, 34x46 px), where libjpeg-turbo has already averaged the
+pixels in its inverse DCT, so every pixel of the slot counts and sensor noise and a pixel of shake average out
+(bench/measure_cues.py, bench/measure_memo.py). A frame whose slots all keep their keys needs nothing else and is
+never decoded whole. A slot given at full size (cache off, `slotstate.look_of`) is area-averaged by the whole factor
+that leaves it just above the picture's size first, to the same effect. Rounds before: a 64x64 picture of the
+full-size slot (fourth round; 8.4 % of real photos read a 2 px move as motion, against 3.7 % now), and before that
+two passes over the full-size pixels (docs/benchmarks.md, "Hit path").
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ __all__ = [
     "slot_pictures",
 ]
 
-PICTURE = (64, 64)  # w, h of a slot's picture
+PICTURE = (32, 32)  # w, h of a slot's picture
 MEMO_THUMB = (8, 8)  # the key memo's colour thumbnail: 8x8 pixels of the picture each
 CUE_THUMB = (16, 12)  # the slot-state cues' grey thumbnail
 
@@ -49,8 +46,8 @@ def picture_reduction(boxes: Sequence[Box]) -> int:
     """The JPEG decode reduction (1, 2, 4 or 8) the camera's pictures are made at: the largest that leaves every slot
     at least PICTURE in size, so that the picture still averages the pixels it comes from (decode.decode_frame).
 
-    A frame whose slots all keep their keys is decoded at this reduction only: at 1/2 it costs ~0.78 of a full
-    decode here, and the pictures come from a quarter of the pixels. The slot's picture covers the same part of the
+    A frame whose slots all keep their keys is decoded at this reduction only: ~0.78 of a full decode here at 1/2,
+    ~0.67 at 1/4, and the pictures come from that many fewer pixels. The slot's picture covers the same part of the
     shelf at any reduction, so the memo's and the cues' thresholds, set in grey levels of the picture, still hold.
     """
     pw, ph = PICTURE
@@ -70,8 +67,11 @@ def picture_box(box: Box, reduce: int) -> Box:
 def picture_into(crop_bgr: np.ndarray, out: np.ndarray) -> None:
     """The slot's PICTURE-sized colour picture, written into `out` (h x w x 3 uint8)."""
     h, w = crop_bgr.shape[:2]
-    k = min(w // (2 * PICTURE[0]), h // (2 * PICTURE[1]))
-    if k >= 2:  # a large slot: area-average by a whole factor first, so that it is not point-sampled
+    # A slot at least twice the picture's size on both sides is area-averaged by the whole factor that leaves it at
+    # the picture's size or just above, as the reduced decode would (picture_reduction), so that every pixel counts
+    # and a pixel of shake is not a different sample.
+    k = min(w // PICTURE[0], h // PICTURE[1])
+    if k >= 2:
         crop_bgr = cv2.resize(crop_bgr[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
     cv2.resize(crop_bgr, PICTURE, dst=out, interpolation=cv2.INTER_LINEAR)
 
@@ -82,7 +82,7 @@ class SlotPictures:
     __slots__ = ("cue_greys", "memo_thumbs", "pictures")
 
     def __init__(self, pictures: np.ndarray, memo_thumbs: np.ndarray, cue_greys: np.ndarray) -> None:
-        self.pictures = pictures  # n x 64 x 64 x 3 uint8: the key memo measures a keyed slot's response to shake on it
+        self.pictures = pictures  # n x 32 x 32 x 3 uint8: the key memo measures a keyed slot's response to shake on it
         self.memo_thumbs = memo_thumbs  # n x 8 x 8 x 3 uint8
         self.cue_greys = cue_greys  # n x 12 x 16 uint8
 
@@ -101,7 +101,7 @@ def slot_pictures(crops: Sequence[np.ndarray]) -> SlotPictures:
     for i, crop in enumerate(crops):
         picture_into(crop, stack[i * ph : (i + 1) * ph])
     pictures = stack.reshape(n, ph, pw, 3)
-    for _ in range(2):  # 64x64 -> 32x32 -> 16x16 a slot
+    while stack.shape[1] > 16:  # down to 16x16 a slot
         h, w = stack.shape[:2]
         stack = cv2.resize(stack, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     cue = cv2.resize(stack, (cw, ch * n), interpolation=cv2.INTER_AREA)
