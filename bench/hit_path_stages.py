@@ -54,19 +54,23 @@ async def stages(footage: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="shelfsense-stages-") as tmp:
         config = setup.config.replace(cache={"enabled": True, "disk_path": Path(tmp) / "cache"})
         rec = await recognizer_module.Recognizer.create(config)
-        timed(recognizer_module, "decode_frame", "decode", spent)
+        try:  # since the fifth round the prepare step has its own module
+            from shelfsense.recognition import prepare as prep_module
+        except ImportError:
+            prep_module = recognizer_module
+        timed(prep_module, "decode_frame", "decode", spent)
         if hasattr(recognizer_module, "slot_crops"):  # before the fifth round, which crops only on demand
             timed(recognizer_module, "slot_crops", "crops", spent)
-        if hasattr(recognizer_module, "slot_pictures"):
-            timed(recognizer_module, "slot_pictures", "pictures", spent)
+        if hasattr(prep_module, "slot_pictures"):
+            timed(prep_module, "slot_pictures", "pictures", spent)
         if hasattr(rec.keys, "reused"):  # since the fifth round: the memo's test, then a key only where needed
             timed(rec.keys, "reused", "keys", spent)
             timed(rec.keys, "computed", "keys", spent)
         else:
             timed(rec.keys, "key_and_reference" if hasattr(rec.keys, "key_and_reference") else "key", "keys", spent)
         timed(rec.hasher, "key", "recomputed keys", spent)
-        if hasattr(recognizer_module, "looks_of"):  # since the fourth hit-path round
-            timed(recognizer_module, "looks_of", "cues", spent)
+        if hasattr(prep_module, "looks_of"):  # since the fourth hit-path round
+            timed(prep_module, "looks_of", "cues", spent)
         elif hasattr(rec, "looks"):  # the third round's LookMaker
             timed(rec.looks, "looks", "cues", spent)
         else:  # the code before LookMaker
