@@ -148,10 +148,10 @@ def decode_frame(image: bytes, header: FrameHeader | None = None, reduce: int = 
     return frame
 
 
-def frame_boxes(camera: CameraConfig, header: FrameHeader) -> tuple[Box, ...]:
-    """The camera's slot boxes for a frame of this header's size; BadImageError when they do not fit."""
+def frame_boxes(camera: CameraConfig, width: int, height: int) -> tuple[Box, ...]:
+    """The camera's slot boxes for a `width` x `height` frame; BadImageError when they do not fit."""
     try:
-        return slot_boxes(camera, header.width, header.height)
+        return slot_boxes(camera, width, height)
     except ConfigError as exc:
         raise BadImageError(f"Frame size does not fit the camera's slots: {exc}") from None
 
@@ -167,7 +167,7 @@ def slot_crops(
     the crops it hands to work that outlives the frame (docs/benchmarks.md, "Hit path").
     """
     height, width = frame.shape[:2]
-    boxes = frame_boxes(camera, FrameHeader("jpeg", width, height))
+    boxes = frame_boxes(camera, width, height)
     if not copy:
         return boxes, [crop(frame, box) for box in boxes]
     return boxes, [np.ascontiguousarray(crop(frame, box)) for box in boxes]

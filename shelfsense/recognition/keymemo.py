@@ -139,6 +139,6 @@ class KeyedPicture:
         self.response = response  # its response to a move and a gain (memo_shift.py)
         self.key = key
         self.fitted: np.ndarray | None = None  # the last thumbnail a fit against `thumb` accepted
-        # The slot-state edge share of this picture, set by the recognizer the first time it is needed: the edge
+        # The slot-state edge share of this picture, set with the key when shelf state is on (prepare.py): the edge
         # share is the costly cue, and while the key is reused the slot still shows this picture (slotstate.py).
         self.edge_share: float | None = None

@@ -19,7 +19,7 @@ import numpy as np
 from shelfsense.config import CameraConfig
 from shelfsense.recognition.decode import FrameHeader, decode_frame, frame_boxes
 from shelfsense.recognition.hashing import PerceptualKey
-from shelfsense.recognition.keymemo import KeyedPicture, KeyMemo
+from shelfsense.recognition.keymemo import KeyMemo
 from shelfsense.recognition.pictures import picture_box, picture_reduction, slot_pictures
 from shelfsense.recognition.slots import crop
 from shelfsense.recognition.slotstate import SlotLook, crop_edge_share, looks_of
@@ -48,7 +48,7 @@ class FramePreparer:
     def prepare(self, camera: CameraConfig, image: bytes, header: FrameHeader) -> Prepared:
         """Decode, cut into slots and key them, in one call (hashing holds the GIL: no gain in splitting)."""
         t0 = time.perf_counter()
-        boxes = frame_boxes(camera, header)
+        boxes = frame_boxes(camera, header.width, header.height)
         memo = self.keys
         if memo is None:  # cache off: every slot is inferred, so the frame is decoded whole
             crops = whole_crops(image, header, boxes)
@@ -62,7 +62,7 @@ class FramePreparer:
         crops = [crop(frame, box) for box in boxes] if reduce == 1 else None
         pictures = slot_pictures(crops or [crop(frame, picture_box(box, reduce)) for box in boxes])
         found = [memo.reused((camera.id, i), thumb) for i, thumb in enumerate(pictures.memo_thumbs)]
-        if crops is None and (None in found or (self.shelf and _edges_unknown(found))):
+        if crops is None and None in found:
             t1 = time.perf_counter()
             crops = whole_crops(image, header, boxes)
             decoded += time.perf_counter() - t1
@@ -109,11 +109,6 @@ class SlotCrops:
         if self._task is None:
             self._task = asyncio.ensure_future(self._decode())
         return await self._task
-
-
-def _edges_unknown(found: list[tuple[PerceptualKey, KeyedPicture | None] | None]) -> bool:
-    """Whether a reused key's picture has no edge share yet (the memo kept it while shelf state was not asked)."""
-    return any(known is not None and (known[1] is None or known[1].edge_share is None) for known in found)
 
 
 def _ms(t0: float) -> float:
